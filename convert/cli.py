@@ -1,0 +1,112 @@
+"""``m7onnx convert`` and ``m7onnx verify``. Registered explicitly by ``m7_runtime.cli``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from m7_runtime.errors import M7Error
+from m7_runtime.manifest import MANIFEST_SUFFIX
+
+from .driver import convert, flavor_names, recheck
+from .errors import ParityError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="convert pickled/JSON XGBoost models into verified ONNX artifacts",
+        description="Convert each SRC into NAME.onnx (+ NAME.tensor.onnx) and NAME.manifest.json. An artifact is "
+        "written only if it predicts what the source predicts on random, NaN and split-threshold rows.",
+    )
+    p.add_argument("sources", nargs="+", type=Path, metavar="SRC", help=".pkl/.joblib pickle or xgboost .json/.ubj")
+    p.add_argument("--out-dir", type=Path, required=True, help="folder for the artifacts")
+    p.add_argument("--name", help="artifact name (one SRC only; default: the spec's name or the file stem)")
+    choices = [*flavor_names(), "all"]
+    p.add_argument("--flavor", choices=choices, default="all" if "tensor" in choices else "tree", help="which ONNX flavor(s) to write")
+    p.add_argument("--spec", type=Path, help="model spec TOML (default: spec.toml beside each source, if any)")
+    p.add_argument("--missing", type=float, help="missing-value sentinel for native .json/.ubj files (default NaN)")
+    p.add_argument("--rows", type=int, default=2000, help="random probe rows for verification (default 2000)")
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="DANGEROUS: let the pickle import globals outside the allow-list (runs code from the file)",
+    )
+    p.set_defaults(run=_convert)
+
+    v = sub.add_parser(
+        "verify",
+        help="re-check artifacts against their source models (for CI after retraining)",
+        description="Re-verify each manifest (or every manifest in DIR) against its source model: artifact hashes, "
+        "source hash, and parity on fresh probe rows. Exits 1 on any mismatch.",
+    )
+    v.add_argument("target", type=Path, metavar="MANIFEST|DIR")
+    v.add_argument("--source", type=Path, help="source model (default: the path recorded in the manifest)")
+    v.add_argument("--json", action="store_true", help="print a JSON report")
+    v.add_argument("--rows", type=int, default=2000)
+    v.add_argument("--trust-pickle", action="store_true", help="see convert --trust-pickle")
+    v.set_defaults(run=_verify)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    if args.name and len(args.sources) > 1:
+        raise M7Error("--name applies to one SRC; drop it to name each artifact after its source")
+    flavors = flavor_names() if args.flavor == "all" else (args.flavor,)
+    failures = 0
+    for src in args.sources:
+        try:
+            result = convert(
+                src,
+                out_dir=args.out_dir,
+                name=args.name,
+                flavors=flavors,
+                spec_path=args.spec,
+                trust_pickle=args.trust_pickle,
+                missing=args.missing,
+                n_random=args.rows,
+            )
+        except ParityError as exc:
+            failures += 1
+            print(f"FAIL {src}: {exc}", file=sys.stderr)
+            continue
+        except M7Error as exc:
+            failures += 1
+            print(f"FAIL {src}: {exc}", file=sys.stderr)
+            continue
+        worst = max(r.checks["onnx_vs_xgboost"]["max_rel_error"] for r in result.reports.values())
+        rows = sum(result.manifest["parity"]["rows"].values())
+        print(
+            f"ok   {result.name}: {', '.join(p.name for p in result.paths)} "
+            f"(parity on {rows} rows, max rel error {worst:.2e})"
+        )
+    return 1 if failures else 0
+
+
+def _manifests(target: Path) -> list[Path]:
+    if target.is_dir():
+        found = sorted(target.glob(f"*{MANIFEST_SUFFIX}"))
+        if not found:
+            raise M7Error(f"{target} holds no *{MANIFEST_SUFFIX}")
+        return found
+    return [target]
+
+
+def _verify(args: argparse.Namespace) -> int:
+    manifests = _manifests(args.target)
+    if args.source and len(manifests) > 1:
+        raise M7Error("--source applies to one manifest")
+    reports = []
+    for m in manifests:
+        try:
+            reports.append(recheck(m, source_path=args.source, trust_pickle=args.trust_pickle, n_random=args.rows))
+        except M7Error as exc:
+            reports.append({"name": m.name, "manifest": str(m), "pass": False, "problems": [str(exc)]})
+    if args.json:
+        print(json.dumps(reports, indent=2))
+    else:
+        for r in reports:
+            status = "ok  " if r["pass"] else "FAIL"
+            print(f"{status} {r['name']}" + "".join(f"\n     {p}" for p in r["problems"]))
+    return 0 if all(r["pass"] for r in reports) else 1

@@ -1,0 +1,157 @@
+"""Stage 5, write: the artifacts and their manifest, atomically, only after verification.
+
+Each file is written to a temporary name in the output folder and renamed into place, ONNX
+files first and the manifest last, so a reader never sees a manifest whose files are
+missing or half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from m7_runtime import __version__
+from m7_runtime.manifest import FLAVOR_SUFFIX, MANIFEST_SUFFIX, SCHEMA_VERSION
+from m7_runtime.policy import InputPolicy
+
+from . import graph
+from .errors import ConvertError
+from .ir import Forest
+from .load import Source
+from .verify import REL_TOL, TOLERANCE_TEXT
+
+
+def _version(dist: str) -> str | None:
+    for name in (dist, f"{dist}-cpu"):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return None
+
+
+def library_versions() -> dict[str, str | None]:
+    return {
+        "market7-onnx": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "onnx": _version("onnx"),
+        "onnxruntime": _version("onnxruntime"),
+        "xgboost": _version("xgboost"),
+        "scikit-learn": _version("scikit-learn"),
+    }
+
+
+def _relpath(target: Path, start: Path) -> str:
+    try:
+        return os.path.relpath(target.resolve(), start.resolve())
+    except ValueError:  # another drive on Windows
+        return str(target.resolve())
+
+
+def build_manifest(
+    *,
+    name: str,
+    task: str,
+    description: str,
+    source: Source,
+    forest: Forest,
+    features: tuple[str, ...],
+    policy: InputPolicy,
+    flavors: dict[str, bytes],
+    opsets: dict[str, dict[str, int]],
+    parity: dict[str, Any],
+    out_dir: Path,
+) -> dict[str, Any]:
+    missing = None if np.isnan(forest.missing) else forest.missing
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "name": name,
+        "description": description,
+        "task": task,
+        "output": {
+            "name": graph.OUTPUT,
+            "meaning": forest.objective.meaning,
+            "n_outputs": forest.n_outputs,
+            "shape": ["N"] if forest.n_outputs == 1 else ["N", forest.n_outputs],
+            "dtype": "float32",
+        },
+        "input": {"name": graph.INPUT, "dtype": "float32", "shape": ["N", len(features)]},
+        "features": list(features),
+        "missing_value": "NaN" if missing is None else missing,
+        "flavors": {
+            flavor: {
+                "file": name + FLAVOR_SUFFIX[flavor],
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "bytes": len(data),
+                "opsets": opsets[flavor],
+            }
+            for flavor, data in flavors.items()
+        },
+        "source": {
+            "file": source.path.name,
+            "path": _relpath(source.path, out_dir),
+            "sha256": source.sha256,
+            "format": source.format,
+            "model_class": source.model_class,
+            "estimator": source.estimator,
+            "xgboost_version": source.xgboost_version,
+            "objective": forest.objective.name,
+            "link": forest.objective.link,
+            "booster": forest.booster,
+            "n_trees": len(forest.trees),
+            "n_trees_in_file": forest.extra.get("n_trees_total"),
+            "rounds_used": forest.extra.get("rounds_used"),
+            "best_iteration": source.best_iteration,
+            "num_parallel_tree": forest.extra.get("num_parallel_tree"),
+            "n_classes": forest.n_groups if forest.n_groups > 1 else (2 if task == "binary" else None),
+            "max_depth": forest.max_depth(),
+            "n_leaves": forest.n_leaves(),
+            "base_score": forest.extra.get("base_score"),
+            "base_margin": forest.base_margin.astype(float).tolist(),
+            "preprocessing": source.preprocessor is not None,
+        },
+        "input_policy": policy.to_json(),
+        "split_ranges": forest.split_ranges() if source.preprocessor is None else {},
+        "parity": {"tolerance": TOLERANCE_TEXT, "rel_tol": REL_TOL, **parity},
+        "converter": library_versions(),
+        "created_utc": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+    }
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_artifacts(out_dir: Path, name: str, flavors: dict[str, bytes], manifest: dict[str, Any]) -> list[Path]:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(out_dir, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+        written = []
+        for flavor, data in flavors.items():
+            path = out_dir / (name + FLAVOR_SUFFIX[flavor])
+            _atomic_write(path, data)
+            written.append(path)
+        path = out_dir / (name + MANIFEST_SUFFIX)
+        _atomic_write(path, (json.dumps(manifest, indent=2) + "\n").encode())
+        written.append(path)
+    except OSError as exc:
+        raise ConvertError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from exc
+    return written

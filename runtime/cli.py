@@ -1,0 +1,98 @@
+"""The ``m7onnx`` command. Subcommands are registered explicitly here, each by its own module.
+
+``convert``/``verify`` need the converter's extra; without it they explain how to get it,
+and ``info`` works with the runtime alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import M7Error
+from .manifest import MANIFEST_SUFFIX, Manifest
+
+
+def _missing_extra(name: str, extra: str, error: ImportError):
+    def run(args: argparse.Namespace) -> int:
+        raise M7Error(f"'m7onnx {name}' needs the {extra} extra: pip install 'market7-onnx[{extra}]' ({error})")
+
+    return run
+
+
+def _register_optional(sub: argparse._SubParsersAction, module: str, commands: tuple[str, ...], extra: str) -> None:
+    import importlib
+
+    try:
+        importlib.import_module(module).register(sub)
+    except ImportError as exc:
+        for name in commands:
+            p = sub.add_parser(name, help=f"(needs market7-onnx[{extra}])")
+            p.add_argument("rest", nargs=argparse.REMAINDER)
+            p.set_defaults(run=_missing_extra(name, extra, exc))
+
+
+def _info(args: argparse.Namespace) -> int:
+    target: Path = args.target
+    paths = sorted(target.glob(f"*{MANIFEST_SUFFIX}")) if target.is_dir() else [target]
+    if not paths:
+        raise M7Error(f"{target} holds no *{MANIFEST_SUFFIX}")
+    rows = []
+    for p in paths:
+        m = Manifest.read(p)
+        src = m.raw.get("source", {})
+        parity = m.raw.get("parity", {})
+        worst = max(
+            (f.get("onnx_vs_xgboost", {}).get("max_rel_error", float("nan")) for f in parity.get("flavors", {}).values()),
+            default=float("nan"),
+        )
+        rows.append(
+            [
+                m.name,
+                m.task,
+                str(len(m.features)),
+                "+".join(sorted(m.flavors)),
+                f"{src.get('n_trees', '?')}x{src.get('max_depth', '?')}",
+                str(src.get("objective", "?")),
+                str(src.get("xgboost_version", "?")),
+                m.policy.on_missing + (f", clamp>={m.policy.clamp_min:g}" if m.policy.clamp_min is not None else ""),
+                ("pass " if parity.get("pass") else "FAIL ") + f"{sum(parity.get('rows', {}).values())} rows {worst:.1e}",
+            ]
+        )
+    header = ["model", "task", "feat", "flavors", "trees", "objective", "xgboost", "policy", "parity (max rel err)"]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    if args.features:
+        for p in paths:
+            m = Manifest.read(p)
+            print(f"\n{m.name}: " + ", ".join(m.features))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="m7onnx", description="Run XGBoost trading models without XGBoost.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _register_optional(sub, "m7_convert.cli", ("convert", "verify"), "convert")
+    info = sub.add_parser("info", help="a table of the artifacts in a folder (or one manifest)")
+    info.add_argument("target", type=Path, metavar="MANIFEST|DIR")
+    info.add_argument("--features", action="store_true", help="also list each model's features in order")
+    info.set_defaults(run=_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except M7Error as exc:
+        print(f"m7onnx {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Drop-in replacements for Market7's model utilities: swap the import, keep the call sites.
+
+    # before
+    from dca.utils.recovery_odds_utils import predict_recovery_odds
+    # after
+    from m7_runtime.market7 import predict_recovery_odds
+
+    rec_odds = predict_recovery_odds(inds) or 0.0
+
+Each function reproduces its call site in the model map: it returns a float, or ``None``
+after logging the map's warning or error; it never raises. The input policy (reject,
+zero-fill, the ``btc_status`` one-hot, the clamp at 0) comes from each artifact's
+manifest. Models load once per process and folder, on first use, from ``model_dir``, else
+``$M7_MODEL_DIR``, else the ``model_dir`` of the JSON config file at ``$M7_CONFIG`` (default
+``~/.config/market7-onnx/config.json``), else the artifacts bundled with this package.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from .model import Model, load
+
+log = logging.getLogger("m7_runtime.market7")
+
+RECOVERY = "xgb_recovery_model"
+CONFIDENCE = "xgb_confidence_model"
+SPEND = "xgb_spend_model"
+DCA_SPEND = "xgb_dca_spend_model"
+SAFU = "safu_exit_model"
+LEGACY = "xgb_model"
+
+_lock = threading.Lock()
+_models: dict[tuple[str, str], Model] = {}
+
+
+def _config_file() -> Path:
+    explicit = os.environ.get("M7_CONFIG")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "market7-onnx" / "config.json"
+
+
+def model_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The folder models load from: argument, $M7_MODEL_DIR, config file, bundled artifacts."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("M7_MODEL_DIR")
+    if env:
+        return Path(env)
+    config = _config_file()
+    if config.is_file():
+        try:
+            configured = json.loads(config.read_text(encoding="utf-8")).get("model_dir")
+        except (OSError, ValueError, AttributeError) as exc:
+            log.warning(f"Ignoring unreadable config file {config}: {exc}")
+        else:
+            if configured:
+                return (config.parent / configured).resolve()
+    return Path(str(files("m7_runtime.models")))
+
+
+def get_model(name: str, directory: str | os.PathLike[str] | None = None) -> Model:
+    """The named model from the resolved folder, loaded once per process (raises on failure)."""
+    folder = model_dir(directory)
+    key = (str(folder.resolve()), name)
+    model = _models.get(key)
+    if model is None:
+        with _lock:
+            model = _models.get(key)
+            if model is None:
+                model = _models[key] = load(folder / f"{name}.manifest.json", provider="cpu")
+    return model
+
+
+def clear_cache() -> None:
+    """Forget loaded models (for tests, or after replacing artifacts on disk)."""
+    with _lock:
+        _models.clear()
+
+
+def _predict(
+    name: str,
+    what: str,
+    features: Any,
+    directory: str | os.PathLike[str] | None,
+    missing_message: str | None,
+) -> float | None:
+    """The map's call-site skeleton: load, validate, predict; log and return None on failure."""
+    try:
+        model = get_model(name, directory)
+    except Exception as e:
+        log.error(f"Failed to load {what} model: {e}")
+        return None
+    if not isinstance(features, Mapping):
+        log.error(f"{what[0].upper()}{what[1:]} prediction failed: features must be a mapping, got {type(features).__name__}")
+        return None
+    if missing_message is not None and model.policy.on_missing == "reject":
+        missing_features = set(model.policy.required(model.feature_names)) - set(features.keys())
+        if missing_features:
+            log.warning(missing_message.format(missing_features=missing_features))
+            return None
+    try:
+        return float(model.predict_one(features))
+    except Exception as e:
+        log.error(f"{what[0].upper()}{what[1:]} prediction failed: {e}")
+        return None
+
+
+def predict_recovery_odds(features: Any, *, model_dir: str | os.PathLike[str] | None = None) -> float | None:
+    """P(the DCA position recovers), or None (missing feature, bad input, no model)."""
+    return _predict(RECOVERY, "recovery", features, model_dir, "Missing features for recovery prediction: {missing_features}")
+
+
+def predict_confidence_score(features: Any, *, model_dir: str | os.PathLike[str] | None = None) -> float | None:
+    """P(a confident DCA decision), or None."""
+    return _predict(CONFIDENCE, "confidence", features, model_dir, "Missing confidence features: {missing_features}")
+
+
+def predict_spend_volume(
+    features: Any, *, use_dca_model: bool = False, model_dir: str | os.PathLike[str] | None = None
+) -> float | None:
+    """Spend amount (>= 0.0) from ``xgb_spend_model`` (or ``xgb_dca_spend_model``), or None.
+
+    Missing base features count as 0.0; ``btc_status`` is one-hot encoded as the map's
+    caller does (see README, "btc_status edge cases").
+    """
+    return _predict(DCA_SPEND if use_dca_model else SPEND, "spend", features, model_dir, None)
+
+
+def predict_safu_exit(indicators: Any, *, model_dir: str | os.PathLike[str] | None = None) -> float | None:
+    """P(SAFU exit) over the model's own feature names, missing ones as 0.0, or None."""
+    return _predict(SAFU, "SAFU", indicators, model_dir, None)
+
+
+def predict_legacy(features: Any, *, model_dir: str | os.PathLike[str] | None = None) -> float | None:
+    """The legacy ``xgb_model`` (features_used.json): P(class 1), or None."""
+    return _predict(LEGACY, "legacy", features, model_dir, "Missing features for legacy prediction: {missing_features}")

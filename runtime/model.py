@@ -1,0 +1,305 @@
+"""A loaded artifact: batch prediction, the single-row hot path, and the caller policy.
+
+One onnxruntime session per artifact, created on first use with one intra-op thread:
+onnxruntime then sums each row's trees in order starting from the base margin, exactly
+as xgboost does, so predictions are bit-identical to xgboost's (a multi-threaded tree
+ensemble splits the trees of a row across threads and reorders the float32 sums). Large
+batches are split into row chunks that run in parallel on a thread pool (onnxruntime
+releases the GIL). Sessions are thread-safe; models with byte-identical artifacts share
+one session.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from .errors import M7Error
+from .manifest import Manifest
+from .policy import to_float
+from .providers import Placement, place
+
+log = logging.getLogger("m7_runtime")
+
+_FAST = frozenset({float, int})  # values taken as they are on the hot path
+CHUNK_ROWS = 4096  # rows per task when a batch is split across threads
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def _thread_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="m7_runtime")
+        return _pool
+
+
+class Sessions:
+    """The onnxruntime session of one artifact, created lazily and shared by identical artifacts."""
+
+    def __init__(self, data: bytes, placement: Placement) -> None:
+        self._data = data
+        self.placement = placement
+        self._lock = threading.Lock()
+        self._session: ort.InferenceSession | None = None
+
+    def _make(self) -> ort.InferenceSession:
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        try:
+            return ort.InferenceSession(self._data, sess_options=opts, providers=list(self.placement.ort_providers))
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise M7Error(f"onnxruntime cannot load the artifact: {exc}") from exc
+
+    def get(self) -> ort.InferenceSession:
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    self._session = self._make()
+        return self._session
+
+    @property
+    def actual_provider(self) -> str:
+        """What onnxruntime really placed the graph on (it may fall back from CUDA)."""
+        return "cuda" if self.get().get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+
+
+class Model:
+    """One Market7 model. ``predict`` is the model; ``predict_one`` and ``score`` add its caller policy."""
+
+    def __init__(self, manifest: Manifest, sessions: Sessions, *, threads: int | None = None) -> None:
+        self.manifest = manifest
+        self._sessions = sessions
+        self.threads = max(1, threads or os.cpu_count() or 1)
+        self.name = manifest.name
+        self.feature_names: tuple[str, ...] = manifest.features
+        self.policy = manifest.policy
+        self._n = len(self.feature_names)
+        self._input = str(manifest.raw.get("input", {}).get("name", "features"))
+        self._output = [str(manifest.raw["output"].get("name", "prediction"))]
+        self._multi = manifest.n_outputs > 1
+        self._fast_row = not self.policy.one_hot
+        self._reject = self.policy.on_missing == "reject"
+        self._clamp = self.policy.clamp_min is not None or self.policy.clamp_max is not None
+        lo = np.full(self._n, -np.inf, np.float32)
+        hi = np.full(self._n, np.inf, np.float32)
+        for i, f in enumerate(self.feature_names):
+            if f in manifest.split_ranges:
+                lo[i], hi[i] = manifest.split_ranges[f]["min"], manifest.split_ranges[f]["max"]
+        self._lo, self._hi = lo, hi
+        self._range_lock = threading.Lock()
+        #: how many single-row inputs fell outside the training split range, per feature
+        self.out_of_range: dict[str, int] = {}
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        return f"<m7_runtime.Model {self.name!r} {self.manifest.task} {self.flavor}@{self.provider} {self._n} features>"
+
+    @property
+    def provider(self) -> str:
+        return self._sessions.actual_provider
+
+    @property
+    def flavor(self) -> str:
+        return self._sessions.placement.flavor
+
+    @property
+    def task(self) -> str:
+        return self.manifest.task
+
+    # ---- batch -------------------------------------------------------------------
+    def _matrix(self, X: Any) -> np.ndarray:
+        if isinstance(X, Mapping) or (hasattr(X, "columns") and hasattr(X, "__getitem__")):
+            return self._from_columns(X)
+        try:
+            arr = np.asarray(X)
+        except (ValueError, TypeError) as exc:
+            raise M7Error(f"{self.name}: cannot read the input as a 2-D array: {exc}") from exc
+        if arr.ndim != 2:
+            hint = " (for one row use predict_one(dict) or X.reshape(1, -1))" if arr.ndim == 1 else ""
+            raise M7Error(f"{self.name}: expected a 2-D array of shape (n, {self._n}), got shape {arr.shape}{hint}")
+        if arr.shape[1] != self._n:
+            raise M7Error(
+                f"{self.name}: expected {self._n} columns in the order of model.feature_names, got {arr.shape[1]}"
+            )
+        return self._as_float32(arr)
+
+    def _as_float32(self, arr: np.ndarray) -> np.ndarray:
+        if arr.dtype == np.float32:
+            return np.ascontiguousarray(arr)
+        if arr.dtype.kind in "fiub":
+            return np.ascontiguousarray(arr, dtype=np.float32)
+        if arr.dtype.kind == "O":
+            flat = [to_float(self.feature_names[i % self._n], v) for i, v in enumerate(arr.ravel())]
+            return np.asarray(flat, dtype=np.float32).reshape(arr.shape)
+        raise M7Error(f"{self.name}: input dtype {arr.dtype} is not numeric; give float32/float64/int/bool values")
+
+    def _from_columns(self, table: Any) -> np.ndarray:
+        missing = [f for f in self.feature_names if f not in table]
+        if missing:
+            raise M7Error(f"{self.name}: input lacks column(s) {missing}")
+        cols = [np.asarray(table[f]) for f in self.feature_names]
+        n = {c.shape for c in cols}
+        if len(n) != 1 or len(next(iter(n))) != 1:
+            raise M7Error(f"{self.name}: columns must be 1-D and of one length, got shapes {sorted(n)}")
+        return self._as_float32(np.stack(cols, axis=1) if cols[0].dtype.kind != "O" else np.stack(cols, axis=1).astype(object))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """What the source model returns for each row: (n,) values/P(class 1), or (n, k) probabilities.
+
+        ``X``: a 2-D array in ``feature_names`` order, a pandas DataFrame, or a mapping of
+        column name -> 1-D array (reordered by name; extra columns ignored).
+        """
+        return self._run_batch(self._matrix(X))
+
+    def _run_batch(self, x: np.ndarray) -> np.ndarray:
+        n = len(x)
+        if n == 0:
+            return np.empty((0, self.manifest.n_outputs) if self._multi else (0,), dtype=np.float32)
+        sess = self._sessions.get()
+        tasks = min(self.threads, -(-n // CHUNK_ROWS))
+        if tasks <= 1 or self._sessions.placement.provider == "cuda":
+            return self._run(sess, x)
+        bounds = np.linspace(0, n, tasks + 1).astype(int)
+        parts = _thread_pool().map(lambda ab: self._run(sess, x[ab[0] : ab[1]]), zip(bounds[:-1], bounds[1:], strict=True))
+        return np.concatenate(list(parts))
+
+    def _run(self, sess: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
+        try:
+            return sess.run(self._output, {self._input: x})[0]
+        except Exception as exc:  # onnxruntime's own exception types
+            raise M7Error(f"{self.name}: onnxruntime failed on an input of shape {x.shape}: {exc}") from exc
+
+    def score(self, table: Any) -> np.ndarray:
+        """Column-wise ``predict_one``: the caller policy applied to a table of named columns.
+
+        Missing columns are zero-filled or rejected per the policy, one-hot columns are derived
+        from their string input, and the output is clamped; row for row the same as
+        ``predict_one``.
+        """
+        n = _n_rows(table)
+        return self.policy.clamp(self._run_batch(self.policy.columns(self.feature_names, table, n)))
+
+    # ---- single row --------------------------------------------------------------
+    def predict_one(self, features: Mapping[str, Any]) -> float | np.ndarray:
+        """One prediction from a mapping of feature name -> value, under the model's caller policy.
+
+        "reject" models raise :class:`M7Error` naming every missing feature; "zero" models fill
+        0.0. Extra keys are ignored; None means missing (NaN), as in xgboost.
+        """
+        if not isinstance(features, Mapping):
+            raise M7Error(f"{self.name}: predict_one takes a mapping of feature name -> value, got {type(features).__name__}")
+        if self._fast_row:
+            if self._reject:
+                try:
+                    vals = [features[f] for f in self.feature_names]
+                except KeyError:
+                    missing = [f for f in self.feature_names if f not in features]
+                    raise M7Error(
+                        f"{self.name}: missing feature(s) {missing}; this model's policy rejects rows without them"
+                    ) from None
+            else:
+                get = features.get
+                vals = [get(f, 0.0) for f in self.feature_names]
+            for v in vals:
+                if v.__class__ not in _FAST:
+                    vals = [to_float(f, v) for f, v in zip(self.feature_names, vals, strict=True)]
+                    break
+        else:
+            vals = self.policy.row(self.feature_names, features)
+        buf = getattr(self._local, "buf", None)
+        if buf is None:
+            buf = self._local.buf = np.empty((1, self._n), dtype=np.float32)
+        buf[0] = vals
+        out = self._run(self._sessions.get(), buf)
+        if ((buf[0] < self._lo) | (buf[0] > self._hi)).any():
+            self._note_out_of_range(buf[0])
+        y = out[0].copy() if self._multi else float(out[0])
+        if self._clamp:
+            y = self.policy.clamp(y) if self._multi else float(self.policy.clamp(y))
+        return y
+
+    def _note_out_of_range(self, row: np.ndarray) -> None:
+        names = [self.feature_names[i] for i in np.flatnonzero((row < self._lo) | (row > self._hi))]
+        with self._range_lock:
+            for f in names:
+                self.out_of_range[f] = self.out_of_range.get(f, 0) + 1
+        log.debug("%s: input outside the training split range for %s", self.name, names)
+
+
+def _n_rows(table: Any) -> int:
+    if hasattr(table, "num_rows"):  # pyarrow.Table / RecordBatch
+        return int(table.num_rows)
+    if hasattr(table, "columns") and hasattr(table, "__len__"):  # pandas DataFrame
+        return len(table)
+    if isinstance(table, Mapping):
+        lengths = {len(np.asarray(v)) for v in table.values() if np.ndim(v) == 1}
+        if len(lengths) > 1:
+            raise M7Error(f"columns have different lengths {sorted(lengths)}")
+        return lengths.pop() if lengths else 0
+    raise M7Error(f"expected a table of named columns (mapping, DataFrame, pyarrow Table), got {type(table).__name__}")
+
+
+def load(
+    path: str | Path,
+    *,
+    provider: str = "auto",
+    flavor: str | None = None,
+    threads: int | None = None,
+    _cache: dict[tuple[str, Placement], Sessions] | None = None,
+) -> Model:
+    """Load one artifact (a manifest, or the ``.onnx`` beside one) after checking its hash."""
+    manifest = Manifest.read(path)
+    placement = place(provider, flavors=tuple(manifest.flavors), flavor=flavor)
+    data = manifest.artifact_bytes(placement.flavor)
+    key = (manifest.flavors[placement.flavor].sha256, placement)
+    if _cache is not None and key in _cache:
+        sessions = _cache[key]
+    else:
+        sessions = Sessions(data, placement)
+        _check_width(manifest, data)
+        if _cache is not None:
+            _cache[key] = sessions
+    if placement.provider == "cuda":
+        sessions.get()  # create now, so Model.provider reports a fallback at once
+    return Model(manifest, sessions, threads=threads)
+
+
+def _check_width(manifest: Manifest, data: bytes) -> None:
+    """The graph's input width must be the manifest's feature count (cheap: reads the header only)."""
+    from . import onnx_meta
+
+    width = onnx_meta.input_width(data)
+    if width is not None and width != len(manifest.features):
+        raise M7Error(
+            f"{manifest.path.name}: the ONNX input takes {width} features but the manifest lists "
+            f"{len(manifest.features)}; the pair does not belong together"
+        )
+
+
+def load_dir(path: str | Path, *, provider: str = "auto", flavor: str | None = None, threads: int | None = None) -> dict[str, Model]:
+    """Every artifact in a folder, by name; byte-identical artifacts share one set of sessions."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise M7Error(f"{folder} is not a folder of artifacts")
+    manifests = sorted(folder.glob("*.manifest.json"))
+    if not manifests:
+        raise M7Error(f"{folder} holds no *.manifest.json; convert models into it first (m7onnx convert)")
+    cache: dict[tuple[str, Placement], Sessions] = {}
+    models = {}
+    for m in manifests:
+        model = load(m, provider=provider, flavor=flavor, threads=threads, _cache=cache)
+        models[model.name] = model
+    return models
