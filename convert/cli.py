@@ -25,7 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", type=Path, required=True, help="folder for the artifacts")
     p.add_argument("--name", help="artifact name (one SRC only; default: the spec's name or the file stem)")
     choices = [*flavor_names(), "all"]
-    p.add_argument("--flavor", choices=choices, default="all" if "tensor" in choices else "tree", help="which ONNX flavor(s) to write")
+    p.add_argument(
+        "--flavor",
+        choices=choices,
+        default="all" if "tensor" in choices else "tree",
+        help="which ONNX flavor(s) to write",
+    )
     p.add_argument("--spec", type=Path, help="model spec TOML (default: spec.toml beside each source, if any)")
     p.add_argument("--missing", type=float, help="missing-value sentinel for native .json/.ubj files (default NaN)")
     p.add_argument("--rows", type=int, default=2000, help="random probe rows for verification (default 2000)")

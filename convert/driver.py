@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import onnx
-
 from m7_runtime.policy import InputPolicy
+
+import onnx
 
 from . import graph
 from .emit_tree import emit_tree
@@ -133,14 +133,23 @@ def convert(
 
 
 def _verify_pipeline(
-    source: Source, forest: Forest, flavor: str, model: onnx.ModelProto, data: bytes, probe_rows: Any, n_random: int, seed: int
+    source: Source,
+    forest: Forest,
+    flavor: str,
+    model: onnx.ModelProto,
+    data: bytes,
+    probe_rows: Any,
+    n_random: int,
+    seed: int,
 ) -> FlavorReport:
     """Trees on edge rows in the booster's space, then the whole pipeline on input-space rows."""
     from .pipeline import input_space_probes
 
     trees_only = EMITTERS[flavor](forest).SerializeToString()
     report = verify_graph(source, forest, flavor, trees_only, probe_rows=probe_rows)
-    whole = verify_graph(source, forest, flavor, data, probe_rows=input_space_probes(source, n_random, seed), composed=True)
+    whole = verify_graph(
+        source, forest, flavor, data, probe_rows=input_space_probes(source, n_random, seed), composed=True
+    )
     report.checks["pipeline_onnx_vs_xgboost"] = whole.checks["onnx_vs_xgboost"]
     return report
 
@@ -183,7 +192,13 @@ def recheck(
     man = Manifest.read(manifest_path)
     recorded = man.raw.get("source", {})
     src = Path(source_path) if source_path else man.path.parent / str(recorded.get("path", ""))
-    result: dict[str, Any] = {"name": man.name, "manifest": str(man.path), "source": str(src), "problems": [], "flavors": {}}
+    result: dict[str, Any] = {
+        "name": man.name,
+        "manifest": str(man.path),
+        "source": str(src),
+        "problems": [],
+        "flavors": {},
+    }
     source = load_source(src, trust_pickle=trust_pickle, missing=_missing_of(man.raw))
     if source.sha256 != recorded.get("sha256"):
         result["problems"].append(
@@ -192,7 +207,9 @@ def recheck(
         )
     forest, carried = build_forest(source, None)
     if source.feature_names is not None and carried != man.features:
-        result["problems"].append(f"the source's features {list(carried)} differ from the manifest's {list(man.features)}")
+        result["problems"].append(
+            f"the source's features {list(carried)} differ from the manifest's {list(man.features)}"
+        )
     probe_rows = probes(forest, n_random=n_random, seed=seed)
     for flavor in man.flavors:
         try:
@@ -205,7 +222,9 @@ def recheck(
         else:
             import onnx as _onnx
 
-            report = _verify_pipeline(source, forest, flavor, _onnx.load_from_string(data), data, probe_rows, n_random, seed)
+            report = _verify_pipeline(
+                source, forest, flavor, _onnx.load_from_string(data), data, probe_rows, n_random, seed
+            )
         result["flavors"][flavor] = report.as_json()
         if not report.passed:
             result["problems"].append(_failure_text(man.name, {flavor: report}, [flavor]))

@@ -10,6 +10,7 @@ carries xgboost's default direction. Only nodes reachable from each root are emi
 from __future__ import annotations
 
 import numpy as np
+
 import onnx
 from onnx import helper
 
@@ -34,7 +35,9 @@ def _intercept_trees(forest: Forest) -> list[Tree]:
 
 def tree_arrays(forest: Forest) -> dict[str, np.ndarray]:
     """The forest (intercept trees first) as flat per-node and per-leaf arrays (nodes renumbered per tree)."""
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("tree", "node", "feature", "leaf", "value", "true", "false", "missing")}
+    cols: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("tree", "node", "feature", "leaf", "value", "true", "false", "missing")
+    }
     leaves: dict[str, list[np.ndarray]] = {k: [] for k in ("tree", "node", "group", "weight")}
     for tid, t in enumerate([*_intercept_trees(forest), *forest.trees]):
         order = t.reachable()

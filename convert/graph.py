@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from m7_runtime import __version__
+
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-
-from m7_runtime import __version__
 
 OPSET = 17
 ML_OPSET = 3
@@ -54,7 +54,10 @@ def link(name: str, margin: str, out: str) -> tuple[list[onnx.NodeProto], list[o
         return [helper.make_node("Reshape", [margin, "flat_shape"], [out])], flat
     if name == "sigmoid" or name == "exp":
         op = "Sigmoid" if name == "sigmoid" else "Exp"
-        return [helper.make_node(op, [margin], ["linked"]), helper.make_node("Reshape", ["linked", "flat_shape"], [out])], flat
+        return [
+            helper.make_node(op, [margin], ["linked"]),
+            helper.make_node("Reshape", ["linked", "flat_shape"], [out]),
+        ], flat
     if name == "hinge":
         inits = [*flat, const("zero", np.float32(0))]
         return [

@@ -124,7 +124,9 @@ class Forest:
             nodes = t.reachable()
             inner = nodes[~t.is_leaf[nodes]]
             if inner.size and (t.feature[inner].min() < 0 or t.feature[inner].max() >= self.n_features):
-                raise SourceError(f"tree {i} splits on feature {int(t.feature[inner].max())}, model has {self.n_features}")
+                raise SourceError(
+                    f"tree {i} splits on feature {int(t.feature[inner].max())}, model has {self.n_features}"
+                )
             if not np.all(np.isfinite(t.leaf_value[nodes[t.is_leaf[nodes]]])):
                 raise SourceError(f"tree {i} has a non-finite leaf value")
             if np.any(np.isnan(t.threshold[inner])):

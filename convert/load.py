@@ -118,7 +118,9 @@ def _source_from_object(obj: Any, base: dict[str, Any], what: str) -> Source:
         steps = list(obj.steps)
         if not steps or not isinstance(steps[-1][1], Pickled):
             last = steps[-1][1] if steps else None
-            raise UnsupportedModelError(f"{what}: the Pipeline must end in an XGBoost model, it ends in {_qualname(last)}")
+            raise UnsupportedModelError(
+                f"{what}: the Pipeline must end in an XGBoost model, it ends in {_qualname(last)}"
+            )
         prefix = [(n, s) for n, s in steps[:-1] if s not in (None, "passthrough")]
         if prefix:
             preprocessor = type(obj)(prefix)
@@ -133,7 +135,9 @@ def _source_from_object(obj: Any, base: dict[str, Any], what: str) -> Source:
         return Source(**base, model_class=model_class, estimator="booster", document=doc,
                       feature_names=_names(doc["learner"].get("feature_names")))  # fmt: skip
     if short not in _CLASSIFIERS | _REGRESSORS:
-        raise UnsupportedModelError(f"{what} holds an {obj.qualname}; supported: Booster, {sorted(_CLASSIFIERS | _REGRESSORS)}")
+        raise UnsupportedModelError(
+            f"{what} holds an {obj.qualname}; supported: Booster, {sorted(_CLASSIFIERS | _REGRESSORS)}"
+        )
     state = obj.state if isinstance(obj.state, dict) else {}
     if not isinstance(state.get("_Booster"), Pickled):
         raise SourceError(f"{what} holds an unfitted {short} (no booster inside)")

@@ -36,7 +36,7 @@ OBJECTIVES: dict[str, Objective] = {
     o.name: o
     for o in [
         Objective("binary:logistic", "sigmoid", "logit", "binary", "P(class 1)"),
-        Objective("binary:logitraw", "identity", "logit", "binary", "margin (log-odds of class 1)"),
+        Objective("binary:logitraw", "identity", "identity", "binary", "margin (log-odds of class 1)"),
         Objective("binary:hinge", "hinge", "identity", "binary", "class (0 or 1)"),
         Objective("reg:logistic", "sigmoid", "logit", "regression", "value in (0, 1)"),
         Objective("reg:squarederror", "identity", "identity", "regression", "value"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 import onnx
 from onnx import compose, helper
 
@@ -19,16 +20,22 @@ from .errors import UnsupportedModelError
 from .load import Source
 from .verify import Probes, random_rows
 
+_DIVIDING_SCALERS = {"StandardScaler", "RobustScaler", "MinMaxScaler", "MaxAbsScaler"}
+
 
 def prepend_preprocessor(preprocessor: Any, trees: onnx.ModelProto, *, n_features: int) -> onnx.ModelProto:
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
+    # Scalers divide by the scale, as scikit-learn does, instead of multiplying by its
+    # float32 reciprocal: bit-identical scaled values, so no row flips at a threshold.
+    scalers = {type(s) for _, s in preprocessor.steps if type(s).__name__ in _DIVIDING_SCALERS}
     try:
         pre = convert_sklearn(
             preprocessor,
             initial_types=[(graph.INPUT, FloatTensorType([None, n_features]))],
             target_opset={"": graph.OPSET, "ai.onnx.ml": graph.ML_OPSET},
+            options={cls: {"div": "div"} for cls in scalers} or None,
         )
     except Exception as exc:  # skl2onnx raises many types for unsupported steps
         steps = [type(s).__name__ for _, s in preprocessor.steps]

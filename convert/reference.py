@@ -35,7 +35,7 @@ def missing_mask(forest: Forest, X: np.ndarray) -> np.ndarray:
     """NaN is always missing; a sentinel ``missing`` value is missing too (xgboost's rule)."""
     mask = np.isnan(X)
     if not np.isnan(forest.missing):
-        mask |= X == np.float32(forest.missing)
+        mask |= np.float32(forest.missing) == X
     return mask
 
 

@@ -97,7 +97,7 @@ def _sklearn_estimator(module: str, name: str) -> type | None:
 
 
 class SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler lets us hook BUILD
-    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch: ClassVar[dict] = dict(pickle._Unpickler.dispatch)
 
     def __init__(self, file: io.BufferedIOBase, *, trust: bool = False) -> None:
         super().__init__(file)
@@ -193,5 +193,7 @@ def load(data: bytes, *, trust: bool = False, what: str = "the file") -> tuple[A
     except UnsafePickleError:
         raise
     except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
-        raise SourceError(f"cannot unpickle the file ({type(exc).__name__}: {exc}): truncated or not a pickle?") from exc
+        raise SourceError(
+            f"cannot unpickle the file ({type(exc).__name__}: {exc}): truncated or not a pickle?"
+        ) from exc
     return obj, unpickler.seen

@@ -24,7 +24,18 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SPEC_FILE = "spec.toml"
-_KEYS = {"source", "task", "description", "features", "features_from", "on_missing", "clamp_min", "clamp_max", "one_hot", "upstream"}
+_KEYS = {
+    "source",
+    "task",
+    "description",
+    "features",
+    "features_from",
+    "on_missing",
+    "clamp_min",
+    "clamp_max",
+    "one_hot",
+    "upstream",
+}
 _POLICY_KEYS = {"on_missing", "clamp_min", "clamp_max", "one_hot", "upstream"}
 
 
@@ -50,7 +61,11 @@ class ModelSpec:
         if len(self.features) != n_features:
             raise ConvertError(f"{self.name}: the spec lists {len(self.features)} features, the model has {n_features}")
         if carried is not None and tuple(carried) != self.features and not _default_names(carried):
-            diff = [f"{i}: spec {s!r} vs model {m!r}" for i, (s, m) in enumerate(zip(self.features, carried, strict=True)) if s != m]
+            diff = [
+                f"{i}: spec {s!r} vs model {m!r}"
+                for i, (s, m) in enumerate(zip(self.features, carried, strict=True))
+                if s != m
+            ]
             raise ConvertError(f"{self.name}: the spec's feature order differs from the model's: {'; '.join(diff[:5])}")
         return self.features
 
@@ -62,7 +77,9 @@ def _default_names(names: tuple[str, ...]) -> bool:
 def _entry(name: str, d: dict[str, Any], spec_file: Path) -> ModelSpec:
     unknown = set(d) - _KEYS
     if unknown:
-        raise ConvertError(f"{spec_file}: [models.{name}] has unknown key(s) {sorted(unknown)}; allowed: {sorted(_KEYS)}")
+        raise ConvertError(
+            f"{spec_file}: [models.{name}] has unknown key(s) {sorted(unknown)}; allowed: {sorted(_KEYS)}"
+        )
     if "source" not in d:
         raise ConvertError(f"{spec_file}: [models.{name}] needs a 'source' file")
     if d.get("task") is not None and d["task"] not in TASKS:

@@ -95,7 +95,14 @@ def probes(forest: Forest, *, n_random: int = 2000, seed: int = 0) -> Probes:
     rand = random_rows(forest, n_random, seed=seed)
     edge = edge_rows(forest, seed=seed)
     edge_nan = nan_rows(forest, edge[: min(len(edge), 500)], seed=seed)
-    return Probes({"random": rand, "nan": nan_rows(forest, rand[: n_random // 2], seed=seed + 2), "edge": edge, "edge_nan": edge_nan})
+    return Probes(
+        {
+            "random": rand,
+            "nan": nan_rows(forest, rand[: n_random // 2], seed=seed + 2),
+            "edge": edge,
+            "edge_nan": edge_nan,
+        }
+    )
 
 
 def compare(pred: np.ndarray, ref: np.ndarray, labels: np.ndarray, *, worst: int = 5) -> dict[str, Any]:

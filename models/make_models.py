@@ -123,7 +123,9 @@ def generate_snapshots(n: int, *, seed: int = SEED) -> pd.DataFrame:
 def btc_one_hot(status: pd.Series) -> pd.DataFrame:
     """The spend callers' encoding, for training: absent status counts as "nan"."""
     s = status.fillna("nan").astype(str)
-    return pd.DataFrame({f"btc_status_{k}": (s == k).astype(np.float64) for k in ("bullish", "bearish", "neutral", "nan")})
+    return pd.DataFrame(
+        {f"btc_status_{k}": (s == k).astype(np.float64) for k in ("bullish", "bearish", "neutral", "nan")}
+    )
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -138,13 +140,24 @@ def labels(df: pd.DataFrame, *, seed: int = SEED) -> dict[str, np.ndarray]:
     bear = (df["btc_status"] == "bearish").to_numpy()
     noise = lambda s: rng.normal(0, s, len(df))  # noqa: E731
     recover = (
-        0.04 * (f.current_score - 50) - 0.09 * f.drawdown_pct + 0.03 * (50 - f.rsi)
-        + 0.6 * f.macd_lift + 0.15 * f.snapshot_score_trend - 0.35 * f.step
-        + 0.02 * f.safu_score - 1.2 * f.safu_good_but_zombie + noise(1.0)
+        0.04 * (f.current_score - 50)
+        - 0.09 * f.drawdown_pct
+        + 0.03 * (50 - f.rsi)
+        + 0.6 * f.macd_lift
+        + 0.15 * f.snapshot_score_trend
+        - 0.35 * f.step
+        + 0.02 * f.safu_score
+        - 1.2 * f.safu_good_but_zombie
+        + noise(1.0)
     )
     confident = (
-        0.05 * (f.entry_score - 55) + 0.03 * (f.adx - 25) + 25 * f.macd_histogram
-        + 0.2 * f.rsi_slope - 0.05 * f.drawdown_pct + 0.1 * f.snapshot_rsi_trend + noise(1.0)
+        0.05 * (f.entry_score - 55)
+        + 0.03 * (f.adx - 25)
+        + 25 * f.macd_histogram
+        + 0.2 * f.rsi_slope
+        - 0.05 * f.drawdown_pct
+        + 0.1 * f.snapshot_rsi_trend
+        + noise(1.0)
     )
     spend = np.clip(
         25 + 6 * f.step + 0.8 * f.drawdown_pct + 40 * f.recovery_odds + 25 * f.confidence_score
@@ -152,12 +165,20 @@ def labels(df: pd.DataFrame, *, seed: int = SEED) -> dict[str, np.ndarray]:
         0, None,
     )  # fmt: skip
     safu_exit = (
-        0.08 * (f.drawdown_pct - 15) - 0.03 * f.safu_score + 0.5 * f.atr_pct
-        + 0.01 * f.hours_in_trade - 0.02 * (f.btc_rsi - 50) - 0.1 * f.ema50_distance_pct + noise(1.0)
+        0.08 * (f.drawdown_pct - 15)
+        - 0.03 * f.safu_score
+        + 0.5 * f.atr_pct
+        + 0.01 * f.hours_in_trade
+        - 0.02 * (f.btc_rsi - 50)
+        - 0.1 * f.ema50_distance_pct
+        + noise(1.0)
     )
     legacy = (
-        0.05 * (50 - f.ind_rsi) + 0.03 * (f.ind_stoch_rsi_k - f.ind_stoch_rsi_d)
-        + 0.8 * f.ind_macd_lift + 0.4 * f.btc_market_condition_num + noise(1.0)
+        0.05 * (50 - f.ind_rsi)
+        + 0.03 * (f.ind_stoch_rsi_k - f.ind_stoch_rsi_d)
+        + 0.8 * f.ind_macd_lift
+        + 0.4 * f.btc_market_condition_num
+        + noise(1.0)
     )
     draw = lambda z: (rng.uniform(0, 1, len(df)) < _sigmoid(np.asarray(z))).astype(np.int64)  # noqa: E731
     return {

@@ -44,7 +44,10 @@ def _info(args: argparse.Namespace) -> int:
         src = m.raw.get("source", {})
         parity = m.raw.get("parity", {})
         worst = max(
-            (f.get("onnx_vs_xgboost", {}).get("max_rel_error", float("nan")) for f in parity.get("flavors", {}).values()),
+            (
+                f.get("onnx_vs_xgboost", {}).get("max_rel_error", float("nan"))
+                for f in parity.get("flavors", {}).values()
+            ),
             default=float("nan"),
         )
         rows.append(
@@ -57,7 +60,8 @@ def _info(args: argparse.Namespace) -> int:
                 str(src.get("objective", "?")),
                 str(src.get("xgboost_version", "?")),
                 m.policy.on_missing + (f", clamp>={m.policy.clamp_min:g}" if m.policy.clamp_min is not None else ""),
-                ("pass " if parity.get("pass") else "FAIL ") + f"{sum(parity.get('rows', {}).values())} rows {worst:.1e}",
+                ("pass " if parity.get("pass") else "FAIL ")
+                + f"{sum(parity.get('rows', {}).values())} rows {worst:.1e}",
             ]
         )
     header = ["model", "task", "feat", "flavors", "trees", "objective", "xgboost", "policy", "parity (max rel err)"]
@@ -71,6 +75,45 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    import json
+
+    from .model import load, load_dir
+
+    try:
+        features = (
+            json.loads(Path(args.features).read_text(encoding="utf-8")) if args.features else json.load(sys.stdin)
+        )
+    except (OSError, ValueError) as exc:
+        raise M7Error(f"cannot read the features JSON: {exc}") from exc
+    if not isinstance(features, dict):
+        raise M7Error("the features JSON must be one object of feature name -> value")
+    target: Path = args.target
+    models = (
+        list(load_dir(target, provider=args.provider).values())
+        if target.is_dir()
+        else [load(target, provider=args.provider)]
+    )
+    out: dict[str, object] = {}
+    for model in models:
+        try:
+            y = model.predict_one(features)
+            out[model.name] = y.tolist() if hasattr(y, "tolist") else y
+        except M7Error as exc:
+            out[model.name] = None
+            print(exc, file=sys.stderr)
+    status = 1 if any(y is None for y in out.values()) else 0
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return status
+    width = max(len(m.name) for m in models)
+    for model in models:
+        y = out[model.name]
+        shown = "None" if y is None else (f"{y:.6g}" if isinstance(y, float) else str(y))
+        print(f"{model.name.ljust(width)}  {shown.ljust(10)}  {model.manifest.raw['output']['meaning']}")
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="m7onnx", description="Run XGBoost trading models without XGBoost.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -79,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("target", type=Path, metavar="MANIFEST|DIR")
     info.add_argument("--features", action="store_true", help="also list each model's features in order")
     info.set_defaults(run=_info)
+    pred = sub.add_parser("predict", help="predict_one on a JSON object of features, with each model's caller policy")
+    pred.add_argument("target", type=Path, metavar="MANIFEST|DIR")
+    pred.add_argument("--features", type=Path, help="JSON file of feature name -> value (default: stdin)")
+    pred.add_argument("--provider", default="cpu", choices=["cpu", "cuda", "auto"])
+    pred.add_argument("--json", action="store_true", help="print JSON")
+    pred.set_defaults(run=_predict)
     return parser
 
 

@@ -71,7 +71,10 @@ class Manifest:
                 "Convert the model again with the matching converter, or upgrade market7-onnx."
             )
         try:
-            flavors = {k: FlavorEntry(str(v["file"]), str(v["sha256"]), dict(v.get("opsets", {}))) for k, v in raw["flavors"].items()}
+            flavors = {
+                k: FlavorEntry(str(v["file"]), str(v["sha256"]), dict(v.get("opsets", {})))
+                for k, v in raw["flavors"].items()
+            }
             task = str(raw["task"])
             features = tuple(str(f) for f in raw["features"])
             n_outputs = int(raw["output"]["n_outputs"])

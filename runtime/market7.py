@@ -101,7 +101,9 @@ def _predict(
         log.error(f"Failed to load {what} model: {e}")
         return None
     if not isinstance(features, Mapping):
-        log.error(f"{what[0].upper()}{what[1:]} prediction failed: features must be a mapping, got {type(features).__name__}")
+        log.error(
+            f"{what[0].upper()}{what[1:]} prediction failed: features must be a mapping, got {type(features).__name__}"
+        )
         return None
     if missing_message is not None and model.policy.on_missing == "reject":
         missing_features = set(model.policy.required(model.feature_names)) - set(features.keys())
@@ -117,7 +119,9 @@ def _predict(
 
 def predict_recovery_odds(features: Any, *, model_dir: str | os.PathLike[str] | None = None) -> float | None:
     """P(the DCA position recovers), or None (missing feature, bad input, no model)."""
-    return _predict(RECOVERY, "recovery", features, model_dir, "Missing features for recovery prediction: {missing_features}")
+    return _predict(
+        RECOVERY, "recovery", features, model_dir, "Missing features for recovery prediction: {missing_features}"
+    )
 
 
 def predict_confidence_score(features: Any, *, model_dir: str | os.PathLike[str] | None = None) -> float | None:

@@ -11,6 +11,7 @@ one session.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -154,7 +155,9 @@ class Model:
         n = {c.shape for c in cols}
         if len(n) != 1 or len(next(iter(n))) != 1:
             raise M7Error(f"{self.name}: columns must be 1-D and of one length, got shapes {sorted(n)}")
-        return self._as_float32(np.stack(cols, axis=1) if cols[0].dtype.kind != "O" else np.stack(cols, axis=1).astype(object))
+        return self._as_float32(
+            np.stack(cols, axis=1) if cols[0].dtype.kind != "O" else np.stack(cols, axis=1).astype(object)
+        )
 
     def predict(self, X: Any) -> np.ndarray:
         """What the source model returns for each row: (n,) values/P(class 1), or (n, k) probabilities.
@@ -173,7 +176,7 @@ class Model:
         if tasks <= 1 or self._sessions.placement.provider == "cuda":
             return self._run(sess, x)
         bounds = np.linspace(0, n, tasks + 1).astype(int)
-        parts = _thread_pool().map(lambda ab: self._run(sess, x[ab[0] : ab[1]]), zip(bounds[:-1], bounds[1:], strict=True))
+        parts = _thread_pool().map(lambda ab: self._run(sess, x[ab[0] : ab[1]]), itertools.pairwise(bounds))
         return np.concatenate(list(parts))
 
     def _run(self, sess: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
@@ -200,7 +203,9 @@ class Model:
         0.0. Extra keys are ignored; None means missing (NaN), as in xgboost.
         """
         if not isinstance(features, Mapping):
-            raise M7Error(f"{self.name}: predict_one takes a mapping of feature name -> value, got {type(features).__name__}")
+            raise M7Error(
+                f"{self.name}: predict_one takes a mapping of feature name -> value, got {type(features).__name__}"
+            )
         if self._fast_row:
             if self._reject:
                 try:
@@ -289,7 +294,9 @@ def _check_width(manifest: Manifest, data: bytes) -> None:
         )
 
 
-def load_dir(path: str | Path, *, provider: str = "auto", flavor: str | None = None, threads: int | None = None) -> dict[str, Model]:
+def load_dir(
+    path: str | Path, *, provider: str = "auto", flavor: str | None = None, threads: int | None = None
+) -> dict[str, Model]:
     """Every artifact in a folder, by name; byte-identical artifacts share one set of sessions."""
     folder = Path(path)
     if not folder.is_dir():

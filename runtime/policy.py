@@ -46,7 +46,9 @@ class OneHot:
         if _is_absent(value):
             value = self.default
         if not isinstance(value, str):
-            raise M7Error(f"{self.input!r} must be a string (one of the categories of {list(self.columns)}), got {value!r}")
+            raise M7Error(
+                f"{self.input!r} must be a string (one of the categories of {list(self.columns)}), got {value!r}"
+            )
         if self.match == "suffix":
             return tuple(1.0 if c.endswith(value) else 0.0 for c in self.columns)
         return tuple(1.0 if c == f"{self.input}_{value}" else 0.0 for c in self.columns)
@@ -56,7 +58,9 @@ class OneHot:
         _check_keys(d, {"input", "columns", "default", "match"}, "one_hot")
         if d.get("match", "exact") not in ("suffix", "exact"):
             raise M7Error(f"one_hot.match must be 'suffix' or 'exact', got {d.get('match')!r}")
-        return cls(str(d["input"]), tuple(str(c) for c in d["columns"]), str(d.get("default", "nan")), d.get("match", "exact"))
+        return cls(
+            str(d["input"]), tuple(str(c) for c in d["columns"]), str(d.get("default", "nan")), d.get("match", "exact")
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {"input": self.input, "columns": list(self.columns), "default": self.default, "match": self.match}
