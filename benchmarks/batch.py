@@ -80,6 +80,8 @@ def measure(
     for n in sizes:
         x = x_full[:n]
         calls = {k: functools.partial(fns[k], x) for k in keys}
+        for k in keys:  # warm-up: first-call allocations, lazy sessions, caches
+            calls[k]()
         number = {k: calls_for(calls[k], cfg.batch_min_seconds) for k in keys}
         secs: dict[str, list[float]] = {k: [] for k in keys}
         for r in range(cfg.batch_rounds):

@@ -10,7 +10,9 @@ Three paths, each in its own fresh ``subprocess`` per measurement:
 
 Wall time is measured by the parent, from just before the process is spawned to the
 moment the child reports its sixth prediction (interpreter start-up included, exit
-excluded). Peak RSS is the child's own ``ru_maxrss`` at that moment. The child also
+excluded). Peak RSS is the child's own high-water mark at that moment (``VmHWM`` from
+``/proc/self/status``; ``ru_maxrss`` is not used because Linux carries the parent's RSS
+at fork/exec into it). The child also
 reports how its time split into imports, loading and first predictions. One unrecorded
 warm-up run per path comes first, so the OS page cache and Python's bytecode cache are
 warm for every recorded run alike ("cold" means a fresh process, not a cold disk).
@@ -22,6 +24,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -63,10 +66,19 @@ else:
     raise SystemExit("unknown mode " + mode)
 t3 = time.perf_counter()
 print("READY", flush=True)
+def peak_rss_mb():
+    # VmHWM belongs to this process image; ru_maxrss would include the parent's RSS at fork/exec
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 heavy = sorted(m for m in ("xgboost", "sklearn", "joblib", "pandas", "scipy", "onnx", "m7_convert") if m in sys.modules)
 print(json.dumps({
     "import_s": t1 - t0, "load_s": t2 - t1, "first_predictions_s": t3 - t2, "child_total_s": t3 - t0,
-    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+    "peak_rss_mb": peak_rss_mb(),
     "predictions": out, "heavy_modules_loaded": heavy,
 }), flush=True)
 """
@@ -113,21 +125,25 @@ def child_env() -> dict[str, str]:
 
 def one_run(mode: str, spec: Path) -> dict[str, Any]:
     env = child_env()
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, mode, str(spec)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=str(common.ROOT),
-    )
-    assert proc.stdout is not None
-    first = proc.stdout.readline()
-    wall = time.perf_counter() - t0
-    rest, err = proc.communicate(timeout=120)
+    with tempfile.TemporaryFile(mode="w+") as err:  # a file, not a pipe: a chatty child cannot block on it
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, mode, str(spec)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env,
+            cwd=str(common.ROOT),
+        )
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        wall = time.perf_counter() - t0
+        rest = proc.stdout.read()  # the same buffered reader: what readline read ahead is not lost
+        proc.wait(timeout=120)
+        err.seek(0)
+        stderr = err.read()
     if first.strip() != "READY" or proc.returncode != 0:
-        raise RuntimeError(f"cold-start child {mode!r} failed (exit {proc.returncode}): {first}{rest}{err[-2000:]}")
+        raise RuntimeError(f"cold-start child {mode!r} failed (exit {proc.returncode}): {first}{rest}{stderr[-2000:]}")
     report = json.loads(rest.strip().splitlines()[-1])
     report["wall_s"] = wall
     report["interpreter_start_s"] = max(0.0, wall - report["child_total_s"])

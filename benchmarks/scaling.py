@@ -116,6 +116,8 @@ def run(cfg: Any, cache: Path) -> dict[str, Any]:
         for n in cfg.scaling_sizes:
             x = x_full[:n]
             calls = {k: functools.partial(fns[k], x) for k in keys}
+            for k in keys:  # warm-up
+                calls[k]()
             number = {k: calls_for(calls[k], cfg.scaling_min_seconds) for k in keys}
             secs: dict[str, list[float]] = {k: [] for k in keys}
             for r in range(cfg.scaling_rounds):
