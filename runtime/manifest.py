@@ -7,7 +7,6 @@ session is created from those same bytes (so what was checked is what runs).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +15,14 @@ from typing import Any
 
 from .errors import M7Error
 from .policy import InputPolicy
+
+try:  # Python's own SHA-256: hashlib's loads OpenSSL's libcrypto, ~3.7 MB of every bot's RSS
+    from _sha2 import sha256 as _sha256  # Python >= 3.12
+except ImportError:
+    try:
+        from _sha256 import sha256 as _sha256  # Python <= 3.11
+    except ImportError:
+        from hashlib import sha256 as _sha256
 
 SCHEMA_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
@@ -110,7 +117,7 @@ class Manifest:
             data = file.read_bytes()
         except OSError as exc:
             raise M7Error(f"{self.name}: cannot read {file} named by {self.path.name}: {exc.strerror or exc}") from exc
-        digest = hashlib.sha256(data).hexdigest()
+        digest = _sha256(data).hexdigest()
         if digest != entry.sha256:
             raise M7Error(
                 f"{file} does not match its manifest: sha256 {digest} but {self.path.name} says {entry.sha256}. "
