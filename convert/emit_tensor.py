@@ -1,0 +1,310 @@
+"""Stage 3b, emit the tensor flavor: the forest as standard ONNX operators only.
+
+onnxruntime's CUDA execution provider has no ai.onnx.ml kernels, so the tree flavor "on
+CUDA" runs on the CPU. This flavor expresses the same IR with ``Gather``, ``Less``,
+``MatMul``, ``Where``... (every one of them has a CUDA kernel for the types used here; a
+test checks each node against onnxruntime's kernel list). Two strategies in the spirit of
+Hummingbird (Nakandala et al., OSDI 2020), chosen per model by :func:`choose_strategy`:
+
+* ``gemm``: every split of every tree is evaluated at once (one ``Gather`` + ``Less``),
+  then two batched matrix products find each tree's leaf: work per row grows with
+  trees × inner nodes × leaves, so it suits shallow trees;
+* ``traversal``: rows walk down their trees one level per step with ``Gather``/
+  ``GatherElements``/``Where`` over flat node tables: work per row grows with trees ×
+  depth, whatever the shape of the trees.
+
+Exactness, in the order things happen:
+
+* Missing values are decided before any arithmetic (NaN × 0 is NaN in a matrix product).
+  The input (missing sentinel already rewritten to NaN) is expanded once into column
+  blocks: NaN → -inf (for splits whose default direction is left: ``-inf < t`` is true),
+  NaN → +inf (default right: ``+inf < t`` is false), and, only if some default-left split
+  has threshold -inf, a 0/1 "present" block compared with 0.5. Each split reads the block
+  its default direction needs, so one float32 ``Less`` decides it exactly as xgboost's
+  ``x < threshold`` with its default direction does.
+* The matrix products only count (small integers, exact in float32) or pick one leaf
+  value out of zeros (exact).
+* Leaf values are added in float32 in xgboost's order: starting from the base margin,
+  tree after tree, per output group, as a chain of ``Add`` nodes. A ``ReduceSum`` or a
+  float64 sum would reorder the roundings; on the Market7 spend models (base margin 89.6,
+  120 trees) that already costs 2e-6 (float64) to 8e-6 (float32 pairwise) of relative
+  error against the 1e-5 tolerance, and grows with the number of trees. The chain makes
+  the margins bit-identical to xgboost's and to the tree flavor's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+import onnx
+from onnx import TensorProto, helper
+
+from . import graph
+from .ir import Forest, Tree
+
+#: strategy name -> one line for the manifest and the docs
+STRATEGIES: dict[str, str] = {
+    "gemm": "all splits at once, leaves found by two batched MatMuls (Hummingbird GEMM)",
+    "traversal": "one Gather/Where step per tree level over flat node tables (Hummingbird tree traversal)",
+}
+
+#: :func:`choose_strategy` thresholds, from benchmarks/NOTES.md ("Tensor flavor")
+GEMM_MAX_DEPTH = 4
+
+
+def choose_strategy(forest: Forest) -> str:
+    """The strategy for this forest: ``gemm`` for trees of depth <= GEMM_MAX_DEPTH, else ``traversal``.
+
+    GEMM evaluates every split of a tree for every row and multiplies by a (leaves ×
+    inner nodes) matrix per tree, so its cost per row grows like 4**depth; traversal costs
+    a fixed dozen of element-wise operations per level. Measured on CPU (2 cores, see
+    benchmarks/NOTES.md) GEMM is ahead up to depth 4 and behind from depth 5.
+    """
+    return "gemm" if forest.max_depth() <= GEMM_MAX_DEPTH else "traversal"
+
+
+@dataclass(frozen=True)
+class _Compact:
+    """One tree's reachable nodes renumbered from 0 (parents first), as the strategies read them."""
+
+    left: np.ndarray  # int64, -1 at a leaf
+    right: np.ndarray  # int64, -1 at a leaf
+    column: np.ndarray  # int64 row of the column blocks the split reads (0 at a leaf)
+    threshold: np.ndarray  # float32, go left when column value < threshold (0 at a leaf)
+    value: np.ndarray  # float32 leaf value (DART weight applied), 0 at inner nodes
+
+    @property
+    def inner(self) -> np.ndarray:
+        return np.flatnonzero(self.left >= 0)
+
+    @property
+    def leaves(self) -> np.ndarray:
+        return np.flatnonzero(self.left < 0)
+
+    def depth(self) -> int:
+        depth = np.zeros(len(self.left), dtype=np.int64)
+        for node in self.inner:  # parents come before children
+            depth[self.left[node]] = depth[self.right[node]] = depth[node] + 1
+        return int(depth.max())
+
+
+def _zero_tree() -> Tree:
+    one = np.zeros(1, np.int32)
+    return Tree(one - 1, one - 1, one, np.zeros(1, np.float32), np.zeros(1, bool), np.zeros(1, np.float32))
+
+
+def _compact(t: Tree, n_features: int) -> _Compact:
+    order = t.reachable()
+    renumber = np.full(t.n_nodes, -1, dtype=np.int64)
+    renumber[order] = np.arange(len(order))
+    leaf = t.is_leaf[order]
+    feature = t.feature[order].astype(np.int64)
+    threshold = t.threshold[order].astype(np.float32)
+    default_left = t.default_left[order]
+    # column blocks: [0, F) NaN -> -inf, [F, 2F) NaN -> +inf, [2F, 3F) 1.0 present / 0.0 missing
+    column = np.where(default_left, feature, n_features + feature)
+    present_test = default_left & (threshold == np.float32(-np.inf))
+    column = np.where(present_test, 2 * n_features + feature, column)
+    threshold = np.where(present_test, np.float32(0.5), threshold)
+    return _Compact(
+        left=np.where(leaf, -1, renumber[np.maximum(t.left[order], 0)]),
+        right=np.where(leaf, -1, renumber[np.maximum(t.right[order], 0)]),
+        column=np.where(leaf, 0, column).astype(np.int64),
+        threshold=np.where(leaf, np.float32(0), threshold).astype(np.float32),
+        value=np.where(leaf, t.weighted_leaf_values()[order], np.float32(0)).astype(np.float32),
+    )
+
+
+def slots(forest: Forest) -> tuple[list[Tree], int]:
+    """Trees in summation order: slot ``k * groups + g`` is the k-th tree of output group g.
+
+    Groups with fewer trees are padded with one-leaf trees of value 0 (adding +0.0 changes
+    no float32 sum). Returns the trees and K, the number of trees per group.
+    """
+    per_group: list[list[Tree]] = [[] for _ in range(forest.n_groups)]
+    for t in forest.trees:
+        per_group[t.group].append(t)
+    k = max(len(p) for p in per_group)
+    return [p[i] if i < len(p) else _zero_tree() for i in range(k) for p in per_group], k
+
+
+class _Graph:
+    """Collects nodes and initializers with unique names."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self._n = 0
+
+    def name(self, stem: str) -> str:
+        self._n += 1
+        return f"{stem}_{self._n}"
+
+    def const(self, stem: str, value: np.ndarray) -> str:
+        name = self.name(stem)
+        self.inits.append(graph.const(name, np.asarray(value)))
+        return name
+
+    def op(self, op_type: str, inputs: Sequence[str], stem: str, **attrs: object) -> str:
+        out = self.name(stem)
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
+        return out
+
+
+def _column_blocks(g: _Graph, x: str, *, present_block: bool) -> str:
+    """[C, N] float32: the transposed input with NaN as -inf, as +inf (and 1/0 present flags)."""
+    xt = g.op("Transpose", [x], "x_t", perm=[1, 0])
+    nan = g.op("IsNaN", [xt], "is_nan")
+    low = g.op("Where", [nan, g.const("neg_inf", np.float32(-np.inf)), xt], "nan_low")
+    high = g.op("Where", [nan, g.const("pos_inf", np.float32(np.inf)), xt], "nan_high")
+    blocks = [low, high]
+    if present_block:
+        blocks.append(g.op("Cast", [g.op("Not", [nan], "present")], "present_f", to=TensorProto.FLOAT))
+    return g.op("Concat", blocks, "columns", axis=0)
+
+
+def _gemm(g: _Graph, columns: str, trees: list[_Compact]) -> str:
+    """Leaf value of every tree slot, [S, N], by Hummingbird's GEMM strategy.
+
+    Per tree: D = [x_col < t] over its inner nodes (I); P = B @ D with B[l, i] = +1 if leaf
+    l lies left of node i, -1 if right; the reached leaf is the one whose count equals E[l],
+    its number of left turns; its value is picked by a last product with the leaf values.
+    Trees are padded to the largest I and L (padding rows of B are zero, padded leaves have
+    E = -1, which no count reaches).
+    """
+    s = len(trees)
+    n_inner = max(1, max(len(t.inner) for t in trees))
+    n_leaves = max(len(t.leaves) for t in trees)
+    column = np.zeros((s, n_inner), np.int64)
+    threshold = np.zeros((s, n_inner), np.float32)
+    paths = np.zeros((s, n_leaves, n_inner), np.float32)
+    lefts = np.full((s, n_leaves, 1), -1.0, np.float32)
+    values = np.zeros((s, 1, n_leaves), np.float32)
+    for k, t in enumerate(trees):
+        inner_pos = {int(node): j for j, node in enumerate(t.inner)}
+        column[k, : len(inner_pos)] = t.column[t.inner]
+        threshold[k, : len(inner_pos)] = t.threshold[t.inner]
+        stack: list[tuple[int, tuple[tuple[int, bool], ...]]] = [(0, ())]
+        leaf_pos = 0
+        while stack:
+            node, path = stack.pop()
+            if t.left[node] < 0:
+                for parent, went_left in path:
+                    paths[k, leaf_pos, inner_pos[parent]] = 1.0 if went_left else -1.0
+                lefts[k, leaf_pos, 0] = sum(went_left for _, went_left in path)
+                values[k, 0, leaf_pos] = t.value[node]
+                leaf_pos += 1
+                continue
+            stack.append((int(t.right[node]), (*path, (node, False))))
+            stack.append((int(t.left[node]), (*path, (node, True))))
+    picked = g.op("Gather", [columns, g.const("split_columns", column.reshape(-1))], "split_x", axis=0)
+    goes_left = g.op("Less", [picked, g.const("split_thresholds", threshold.reshape(-1, 1))], "goes_left")
+    decisions = g.op("Cast", [goes_left], "goes_left_f", to=TensorProto.FLOAT)
+    decisions = g.op("Reshape", [decisions, g.const("dshape", np.array([s, n_inner, -1], np.int64))], "decisions")
+    counts = g.op("MatMul", [g.const("paths", paths), decisions], "path_counts")
+    reached = g.op("Equal", [counts, g.const("left_turns", lefts)], "reached")
+    reached = g.op("Cast", [reached], "reached_f", to=TensorProto.FLOAT)
+    picked_values = g.op("MatMul", [g.const("leaf_values", values), reached], "picked")
+    return g.op("Reshape", [picked_values, g.const("vshape", np.array([s, -1], np.int64))], "tree_values")
+
+
+def _traversal(g: _Graph, columns: str, trees: list[_Compact]) -> str:
+    """Leaf value of every tree slot, [S, N], by walking all trees one level per step.
+
+    Nodes of all trees live in flat tables (global ids); a leaf points to itself, so rows
+    that reach a leaf early stay there while deeper trees finish. The root level reads its
+    split directly ([S, 1] constants broadcast over rows); each further level gathers the
+    current node's column, threshold and children.
+    """
+    offsets = np.cumsum([0] + [len(t.left) for t in trees[:-1]])
+    ids = [np.arange(len(t.left)) + off for t, off in zip(trees, offsets, strict=True)]
+    left = np.concatenate([np.where(t.left < 0, i, t.left + off) for t, i, off in zip(trees, ids, offsets, strict=True)])
+    right = np.concatenate(
+        [np.where(t.right < 0, i, t.right + off) for t, i, off in zip(trees, ids, offsets, strict=True)]
+    )
+    column = np.concatenate([t.column for t in trees])
+    threshold = np.concatenate([t.threshold for t in trees]).astype(np.float32)
+    value = np.concatenate([t.value for t in trees]).astype(np.float32)
+    roots = offsets.astype(np.int64)
+    index_type = np.int32 if len(left) < 2**31 else np.int64
+
+    root_x = g.op("Gather", [columns, g.const("root_columns", column[roots])], "root_x", axis=0)
+    goes_left = g.op("Less", [root_x, g.const("root_thresholds", threshold[roots].reshape(-1, 1))], "root_left")
+    node = g.op(
+        "Where",
+        [
+            goes_left,
+            g.const("root_left_child", left[roots].reshape(-1, 1).astype(index_type)),
+            g.const("root_right_child", right[roots].reshape(-1, 1).astype(index_type)),
+        ],
+        "node",
+    )
+    depth = max(t.depth() for t in trees)
+    if depth > 1:
+        tables = {
+            "columns": g.const("node_columns", column.astype(index_type)),
+            "thresholds": g.const("node_thresholds", threshold),
+            "left": g.const("node_left", left.astype(index_type)),
+            "right": g.const("node_right", right.astype(index_type)),
+        }
+        for _ in range(depth - 1):
+            col = g.op("Gather", [tables["columns"], node], "col")
+            x = g.op("GatherElements", [columns, col], "x", axis=0)
+            th = g.op("Gather", [tables["thresholds"], node], "th")
+            goes_left = g.op("Less", [x, th], "left")
+            lc = g.op("Gather", [tables["left"], node], "lc")
+            rc = g.op("Gather", [tables["right"], node], "rc")
+            node = g.op("Where", [goes_left, lc, rc], "node")
+    return g.op("Gather", [g.const("node_values", value), node], "tree_values")
+
+
+STRATEGY_FUNCTIONS = {"gemm": _gemm, "traversal": _traversal}
+
+
+def _sum_in_tree_order(g: _Graph, tree_values: str, forest: Forest, per_group: int) -> str:
+    """Margins [N, groups]: base margin, then each group's trees added one by one in float32."""
+    groups = forest.n_groups
+    values = g.op("Reshape", [tree_values, g.const("kgn", np.array([per_group, groups, -1], np.int64))], "kgn")
+    parts = [g.name("tree_round") for _ in range(per_group)]
+    if per_group == 1:
+        parts = [values]
+    else:
+        g.nodes.append(helper.make_node("Split", [values], parts, axis=0))
+    acc = g.const("base_margin", forest.base_margin.astype(np.float32).reshape(1, groups, 1))
+    for part in parts:
+        acc = g.op("Add", [acc, part], "margin_sum")
+    if groups == 1:
+        return g.op("Reshape", [acc, g.const("n1", np.array([-1, 1], np.int64))], "margin")
+    gn = g.op("Reshape", [acc, g.const("gn", np.array([groups, -1], np.int64))], "margin_gn")
+    return g.op("Transpose", [gn], "margin", perm=[1, 0])
+
+
+def emit_tensor(forest: Forest, *, strategy: str | None = None) -> onnx.ModelProto:
+    """The tensor-flavor graph of ``forest``; ``strategy`` overrides :func:`choose_strategy` (tests, benchmarks)."""
+    chosen = strategy or choose_strategy(forest)
+    if chosen not in STRATEGY_FUNCTIONS:
+        raise ValueError(f"unknown tensor strategy {chosen!r}; known: {sorted(STRATEGY_FUNCTIONS)}")
+    trees, per_group = slots(forest)
+    compact = [_compact(t, forest.n_features) for t in trees]
+    present_block = any(bool(np.any(c.column >= 2 * forest.n_features)) for c in compact)
+    g = _Graph()
+    pre_nodes, pre_inits = graph.missing_to_nan(graph.INPUT, forest.missing, "x")
+    g.nodes.extend(pre_nodes)
+    g.inits.extend(pre_inits)
+    columns = _column_blocks(g, "x", present_block=present_block)
+    tree_values = STRATEGY_FUNCTIONS[chosen](g, columns, compact)
+    margin = _sum_in_tree_order(g, tree_values, forest, per_group)
+    link_nodes, link_inits = graph.link(forest.objective.link, margin, graph.OUTPUT)
+    m = graph.model(
+        [*g.nodes, *link_nodes],
+        g.inits + link_inits,
+        n_features=forest.n_features,
+        n_outputs=forest.n_outputs,
+        graph_name=f"xgboost_tensor_{chosen}",
+        ml=False,
+    )
+    m.metadata_props.append(onnx.StringStringEntryProto(key="m7.tensor_strategy", value=chosen))
+    return m
