@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from m7_runtime.policy import InputPolicy
-
 import onnx
+from m7_runtime.policy import InputPolicy
 
 from . import graph
 from .emit_tree import emit_tree

@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from m7_runtime import __version__
 
 import onnx
+from m7_runtime import __version__
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17

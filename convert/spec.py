@@ -45,29 +45,39 @@ class ModelSpec:
     source: Path
     task: str | None = None
     description: str = ""
-    features: tuple[str, ...] | None = None  # fixed list, or None: from the model
+    features: tuple[str, ...] | None = None  # fixed list, or None: from the model or features_file
+    features_file: Path | None = None  # a JSON list of names, read when this entry is used
     policy: InputPolicy = field(default_factory=InputPolicy)
     spec_file: Path | None = None
 
+    def listed_features(self) -> tuple[str, ...] | None:
+        if self.features is not None or self.features_file is None:
+            return self.features
+        try:
+            return tuple(str(f) for f in json.loads(self.features_file.read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConvertError(f"{self.spec_file}: cannot read features_from {self.features_file}: {exc}") from exc
+
     def resolve_features(self, carried: tuple[str, ...] | None, n_features: int) -> tuple[str, ...]:
         """The feature order to export, checked against what the model itself carries."""
-        if self.features is None:
+        listed = self.listed_features()
+        if listed is None:
             if carried is None:
                 raise ConvertError(
                     f"{self.name}: the spec takes feature names from the model, but {self.source.name} carries none "
                     "(fit on a DataFrame, or list the features in the spec)"
                 )
             return carried
-        if len(self.features) != n_features:
-            raise ConvertError(f"{self.name}: the spec lists {len(self.features)} features, the model has {n_features}")
-        if carried is not None and tuple(carried) != self.features and not _default_names(carried):
+        if len(listed) != n_features:
+            raise ConvertError(f"{self.name}: the spec lists {len(listed)} features, the model has {n_features}")
+        if carried is not None and tuple(carried) != listed and not _default_names(carried):
             diff = [
                 f"{i}: spec {s!r} vs model {m!r}"
-                for i, (s, m) in enumerate(zip(self.features, carried, strict=True))
+                for i, (s, m) in enumerate(zip(listed, carried, strict=True))
                 if s != m
             ]
             raise ConvertError(f"{self.name}: the spec's feature order differs from the model's: {'; '.join(diff[:5])}")
-        return self.features
+        return listed
 
 
 def _default_names(names: tuple[str, ...]) -> bool:
@@ -86,21 +96,15 @@ def _entry(name: str, d: dict[str, Any], spec_file: Path) -> ModelSpec:
         raise ConvertError(f"{spec_file}: [models.{name}] task {d['task']!r} is not one of {TASKS}")
     if "features" in d and "features_from" in d:
         raise ConvertError(f"{spec_file}: [models.{name}] gives both 'features' and 'features_from'")
-    features: tuple[str, ...] | None = None
-    if "features" in d:
-        features = tuple(str(f) for f in d["features"])
-    elif d.get("features_from", "model") != "model":
-        ref = spec_file.parent / d["features_from"]
-        try:
-            features = tuple(str(f) for f in json.loads(ref.read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConvertError(f"{spec_file}: cannot read features_from {ref}: {exc}") from exc
+    features = tuple(str(f) for f in d["features"]) if "features" in d else None
+    from_file = d.get("features_from", "model")
     return ModelSpec(
         name=name,
         source=(spec_file.parent / d["source"]).resolve(),
         task=d.get("task"),
         description=str(d.get("description", "")),
         features=features,
+        features_file=None if from_file == "model" else spec_file.parent / from_file,
         policy=InputPolicy.from_json({k: v for k, v in d.items() if k in _POLICY_KEYS}),
         spec_file=spec_file.resolve(),
     )

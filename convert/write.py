@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from m7_runtime import __version__
 from m7_runtime.manifest import FLAVOR_SUFFIX, MANIFEST_SUFFIX, SCHEMA_VERSION
 from m7_runtime.policy import InputPolicy

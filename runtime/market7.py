@@ -22,7 +22,6 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +64,14 @@ def model_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
         else:
             if configured:
                 return (config.parent / configured).resolve()
-    return Path(str(files("m7_runtime.models")))
+    return bundled_dir()
+
+
+def bundled_dir() -> Path:
+    """The artifacts shipped with the package: ``m7_runtime/models`` in a wheel, ``onnx/`` in a checkout."""
+    here = Path(__file__).resolve().parent
+    installed = here / "models"
+    return installed if installed.is_dir() else here.parent / "onnx"
 
 
 def get_model(name: str, directory: str | os.PathLike[str] | None = None) -> Model:

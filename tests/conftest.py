@@ -12,6 +12,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
 ONNX = ROOT / "onnx"
+SIX = {
+    "xgb_recovery_model",
+    "xgb_confidence_model",
+    "xgb_spend_model",
+    "xgb_dca_spend_model",
+    "xgb_model",
+    "safu_exit_model",
+}
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from zoo import BY_NAME, Built  # noqa: E402

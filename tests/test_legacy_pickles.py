@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import m7_runtime
 import numpy as np
 import pytest
+
+import m7_runtime
 from conftest import assert_parity
 from m7_convert import convert, load_source
 
