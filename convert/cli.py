@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _convert(args: argparse.Namespace) -> int:
     if args.name and len(args.sources) > 1:
         raise M7Error("--name applies to one SRC; drop it to name each artifact after its source")
-    flavors = flavor_names() if args.flavor == "all" else (args.flavor,)
+    flavors = "all" if args.flavor == "all" else (args.flavor,)
     failures = 0
     for src in args.sources:
         try:
@@ -86,6 +86,8 @@ def _convert(args: argparse.Namespace) -> int:
             f"ok   {result.name}: {', '.join(p.name for p in result.paths)} "
             f"(parity on {rows} rows, max rel error {worst:.2e})"
         )
+        for flavor, why in result.skipped.items():
+            print(f"     {result.name}: no {flavor} flavor: {why}")
     return 1 if failures else 0
 
 

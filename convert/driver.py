@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +11,9 @@ import onnx
 from m7_runtime.policy import InputPolicy
 
 from . import graph
+from .emit_tensor import emit_tensor, tensor_facts
 from .emit_tree import emit_tree
-from .errors import ConvertError, ParityError
+from .errors import ConvertError, ParityError, UnsupportedModelError
 from .ir import Forest, from_booster_json
 from .load import Source, load_source
 from .spec import ModelSpec, spec_for
@@ -20,7 +21,7 @@ from .verify import FlavorReport, probes, verify_graph
 from .write import build_manifest, write_artifacts
 
 #: flavor name -> emitter; one function per flavor, from the same IR
-EMITTERS: dict[str, Callable[[Forest], onnx.ModelProto]] = {"tree": emit_tree}
+EMITTERS: dict[str, Callable[[Forest], onnx.ModelProto]] = {"tree": emit_tree, "tensor": emit_tensor}
 
 
 def flavor_names() -> tuple[str, ...]:
@@ -33,6 +34,7 @@ class Conversion:
     paths: list[Path]
     manifest: dict[str, Any]
     reports: dict[str, FlavorReport]
+    skipped: dict[str, str] = field(default_factory=dict)  # flavor -> why ``all`` left it out
 
 
 def task_of(source: Source, forest: Forest) -> str:
@@ -71,7 +73,28 @@ def emit(source: Source, forest: Forest, flavor: str) -> onnx.ModelProto:
         from .pipeline import prepend_preprocessor
 
         model = prepend_preprocessor(source.preprocessor, model, n_features=int(source.preprocessor.n_features_in_))
+        foreign = sorted({f"{n.domain}.{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx")})
+        if flavor == "tensor" and foreign:
+            raise UnsupportedModelError(
+                f"the pipeline's preprocessing converts to {', '.join(foreign)}, which onnxruntime's CUDA provider "
+                "does not implement; the tensor flavor must be standard ONNX only (convert with --flavor tree)"
+            )
     return model
+
+
+def _emit_all(source: Source, forest: Forest, flavors: Sequence[str] | str) -> tuple[dict, dict[str, str]]:
+    """Emit the requested flavors. With ``"all"``, a flavor that cannot represent the model is skipped (and why)."""
+    wanted = flavor_names() if flavors == "all" else tuple(flavors)
+    models: dict[str, onnx.ModelProto] = {}
+    skipped: dict[str, str] = {}
+    for flavor in wanted:
+        try:
+            models[flavor] = emit(source, forest, flavor)
+        except UnsupportedModelError as exc:
+            if flavors != "all" or flavor == "tree":
+                raise
+            skipped[flavor] = str(exc)
+    return models, skipped
 
 
 def convert(
@@ -79,7 +102,7 @@ def convert(
     *,
     out_dir: str | Path,
     name: str | None = None,
-    flavors: Sequence[str] = ("tree",),
+    flavors: Sequence[str] | str = "all",
     spec_path: str | Path | None = None,
     trust_pickle: bool = False,
     missing: float | None = None,
@@ -87,6 +110,10 @@ def convert(
     seed: int = 0,
 ) -> Conversion:
     """Convert one model file; write artifacts only if every flavor passes parity.
+
+    ``flavors``: ``"all"`` (every flavor that can represent the model: the tree flavor,
+    and the tensor flavor unless a Pipeline's preprocessing needs ai.onnx.ml operators),
+    or a sequence of flavor names, each of which must succeed.
 
     Raises :class:`ParityError` (with the report of the worst rows) when a flavor disagrees
     with xgboost beyond ``|onnx - ref| <= 1e-5 * max(1, |ref|)``; nothing is written then.
@@ -101,7 +128,7 @@ def convert(
     if spec and spec.task and spec.task != task:
         raise ConvertError(f"{name}: the spec says task {spec.task!r}, the model is {task!r} ({source.model_class})")
 
-    models = {flavor: emit(source, forest, flavor) for flavor in flavors}
+    models, skipped = _emit_all(source, forest, flavors)
     blobs = {flavor: m.SerializeToString() for flavor, m in models.items()}
     probe_rows = probes(forest, n_random=n_random, seed=seed)
     reports = {}
@@ -127,8 +154,10 @@ def convert(
         opsets={f: graph.opsets_of(m) for f, m in models.items()},
         parity=parity,
         out_dir=out_dir,
+        flavor_facts={f: tensor_facts(m, forest) for f, m in models.items() if f == "tensor"},
+        skipped_flavors=skipped,
     )
-    return Conversion(name, write_artifacts(out_dir, name, blobs, manifest), manifest, reports)
+    return Conversion(name, write_artifacts(out_dir, name, blobs, manifest), manifest, reports, skipped)
 
 
 def _verify_pipeline(

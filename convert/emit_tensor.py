@@ -40,9 +40,10 @@ from dataclasses import dataclass
 import numpy as np
 
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, shape_inference
 
 from . import graph
+from .errors import ConvertError
 from .ir import Forest, Tree
 
 #: strategy name -> one line for the manifest and the docs
@@ -50,6 +51,8 @@ STRATEGIES: dict[str, str] = {
     "gemm": "all splits at once, leaves found by two batched MatMuls (Hummingbird GEMM)",
     "traversal": "one Gather/Where step per tree level over flat node tables (Hummingbird tree traversal)",
 }
+
+STRATEGY_KEY = "m7.tensor_strategy"  # ONNX metadata: which strategy built the graph
 
 #: :func:`choose_strategy` thresholds, from benchmarks/NOTES.md ("Tensor flavor")
 GEMM_MAX_DEPTH = 4
@@ -154,19 +157,30 @@ class _Graph:
         return out
 
 
-def _column_blocks(g: _Graph, x: str, *, present_block: bool) -> str:
-    """[C, N] float32: the transposed input with NaN as -inf, as +inf (and 1/0 present flags)."""
+@dataclass(frozen=True)
+class _Columns:
+    """The column-block tensor [rows, N] the splits read, and the index of its constant -inf row."""
+
+    name: str
+    always_left: int  # a row of -inf: ``-inf < 0`` is true whatever the input
+
+
+def _column_blocks(g: _Graph, x: str, *, n_features: int, present_block: bool) -> _Columns:
+    """[C, N] float32: the transposed input with NaN as -inf, as +inf, (1/0 present flags,) and one -inf row."""
     xt = g.op("Transpose", [x], "x_t", perm=[1, 0])
     nan = g.op("IsNaN", [xt], "is_nan")
-    low = g.op("Where", [nan, g.const("neg_inf", np.float32(-np.inf)), xt], "nan_low")
+    neg_inf = g.const("neg_inf", np.float32(-np.inf))
+    low = g.op("Where", [nan, neg_inf, xt], "nan_low")
     high = g.op("Where", [nan, g.const("pos_inf", np.float32(np.inf)), xt], "nan_high")
     blocks = [low, high]
     if present_block:
         blocks.append(g.op("Cast", [g.op("Not", [nan], "present")], "present_f", to=TensorProto.FLOAT))
-    return g.op("Concat", blocks, "columns", axis=0)
+    first = g.op("Slice", [nan, g.const("s0", np.array([0], np.int64)), g.const("s1", np.array([1], np.int64))], "row0")
+    blocks.append(g.op("Where", [first, neg_inf, neg_inf], "always_left"))
+    return _Columns(g.op("Concat", blocks, "columns", axis=0), (3 if present_block else 2) * n_features)
 
 
-def _gemm(g: _Graph, columns: str, trees: list[_Compact]) -> str:
+def _gemm(g: _Graph, columns: _Columns, trees: list[_Compact]) -> str:
     """Leaf value of every tree slot, [S, N], by Hummingbird's GEMM strategy.
 
     Per tree: D = [x_col < t] over its inner nodes (I); P = B @ D with B[l, i] = +1 if leaf
@@ -200,74 +214,80 @@ def _gemm(g: _Graph, columns: str, trees: list[_Compact]) -> str:
                 continue
             stack.append((int(t.right[node]), (*path, (node, False))))
             stack.append((int(t.left[node]), (*path, (node, True))))
-    picked = g.op("Gather", [columns, g.const("split_columns", column.reshape(-1))], "split_x", axis=0)
-    goes_left = g.op("Less", [picked, g.const("split_thresholds", threshold.reshape(-1, 1))], "goes_left")
-    decisions = g.op("Cast", [goes_left], "goes_left_f", to=TensorProto.FLOAT)
-    decisions = g.op("Reshape", [decisions, g.const("dshape", np.array([s, n_inner, -1], np.int64))], "decisions")
-    counts = g.op("MatMul", [g.const("paths", paths), decisions], "path_counts")
+    picked = g.op("Gather", [columns.name, g.const("split_columns", column)], "split_x", axis=0)  # [S, I, N]
+    goes_left = g.op("Less", [picked, g.const("split_thresholds", threshold[:, :, None])], "goes_left")
+    decisions = g.op("Cast", [goes_left], "decisions", to=TensorProto.FLOAT)
+    counts = g.op("MatMul", [g.const("paths", paths), decisions], "path_counts")  # [S, L, N]
     reached = g.op("Equal", [counts, g.const("left_turns", lefts)], "reached")
     reached = g.op("Cast", [reached], "reached_f", to=TensorProto.FLOAT)
-    picked_values = g.op("MatMul", [g.const("leaf_values", values), reached], "picked")
-    return g.op("Reshape", [picked_values, g.const("vshape", np.array([s, -1], np.int64))], "tree_values")
+    picked_values = g.op("MatMul", [g.const("leaf_values", values), reached], "picked")  # [S, 1, N]
+    return g.op("Squeeze", [picked_values, g.const("axis1", np.array([1], np.int64))], "tree_values")
 
 
-def _traversal(g: _Graph, columns: str, trees: list[_Compact]) -> str:
+def _traversal(g: _Graph, columns: _Columns, trees: list[_Compact]) -> str:
     """Leaf value of every tree slot, [S, N], by walking all trees one level per step.
 
-    Nodes of all trees live in flat tables (global ids); a leaf points to itself, so rows
-    that reach a leaf early stay there while deeper trees finish. The root level reads its
-    split directly ([S, 1] constants broadcast over rows); each further level gathers the
-    current node's column, threshold and children.
+    The node state is each row's current node in each tree, [S, N], as an index into that
+    tree's row of [S, M] node tables (trees padded to the largest, M nodes), read with
+    ``GatherElements`` along axis 1 (on onnxruntime's CPU about five times faster than a
+    ``Gather`` from a flat table, and it needs no reshapes). Siblings are adjacent (the
+    right child is the left child + 1, as :func:`_compact` numbers them), so one step is
+    ``node = left_plus_1[node] - (x < threshold)``, with no ``Where`` on integers (slow on
+    CPU). A leaf's entry is itself + 1, and its split reads the constant -inf row against
+    threshold 0, which is always true: rows that reach a leaf early stay there while
+    deeper trees finish.
     """
-    offsets = np.cumsum([0] + [len(t.left) for t in trees[:-1]])
-    ids = [np.arange(len(t.left)) + off for t, off in zip(trees, offsets, strict=True)]
-    left = np.concatenate([np.where(t.left < 0, i, t.left + off) for t, i, off in zip(trees, ids, offsets, strict=True)])
-    right = np.concatenate(
-        [np.where(t.right < 0, i, t.right + off) for t, i, off in zip(trees, ids, offsets, strict=True)]
-    )
-    column = np.concatenate([t.column for t in trees])
-    threshold = np.concatenate([t.threshold for t in trees]).astype(np.float32)
-    value = np.concatenate([t.value for t in trees]).astype(np.float32)
-    roots = offsets.astype(np.int64)
-    index_type = np.int32 if len(left) < 2**31 else np.int64
+    for t in trees:
+        if np.any(t.right[t.inner] != t.left[t.inner] + 1):
+            raise AssertionError("siblings are not adjacent in the compact tree layout")
+    s, m = len(trees), max(len(t.left) for t in trees)
+    index_type = np.int32 if m < 2**31 else np.int64
+    left_plus_1 = np.zeros((s, m), index_type)
+    column = np.full((s, m), columns.always_left, index_type)
+    threshold = np.zeros((s, m), np.float32)
+    value = np.zeros((s, m), np.float32)
+    for k, t in enumerate(trees):
+        n = len(t.left)
+        left_plus_1[k, :n] = np.where(t.left < 0, np.arange(n), t.left) + 1
+        column[k, :n] = np.where(t.left < 0, columns.always_left, t.column)
+        threshold[k, :n] = t.threshold
+        value[k, :n] = t.value
+    index = _ONNX_INT[index_type]
 
-    root_x = g.op("Gather", [columns, g.const("root_columns", column[roots])], "root_x", axis=0)
-    goes_left = g.op("Less", [root_x, g.const("root_thresholds", threshold[roots].reshape(-1, 1))], "root_left")
-    node = g.op(
-        "Where",
-        [
-            goes_left,
-            g.const("root_left_child", left[roots].reshape(-1, 1).astype(index_type)),
-            g.const("root_right_child", right[roots].reshape(-1, 1).astype(index_type)),
-        ],
-        "node",
-    )
+    root_x = g.op("Gather", [columns.name, g.const("root_columns", column[:, 0].astype(np.int64))], "root_x", axis=0)
+    goes_left = g.op("Less", [root_x, g.const("root_thresholds", threshold[:, :1])], "root_left")
+    step = g.op("Cast", [goes_left], "step", to=index)
+    node = g.op("Sub", [g.const("root_next", left_plus_1[:, :1]), step], "node")
     depth = max(t.depth() for t in trees)
     if depth > 1:
-        tables = {
-            "columns": g.const("node_columns", column.astype(index_type)),
-            "thresholds": g.const("node_thresholds", threshold),
-            "left": g.const("node_left", left.astype(index_type)),
-            "right": g.const("node_right", right.astype(index_type)),
-        }
+        col_table = g.const("node_columns", column)
+        thr_table = g.const("node_thresholds", threshold)
+        next_table = g.const("node_left_plus_1", left_plus_1)
         for _ in range(depth - 1):
-            col = g.op("Gather", [tables["columns"], node], "col")
-            x = g.op("GatherElements", [columns, col], "x", axis=0)
-            th = g.op("Gather", [tables["thresholds"], node], "th")
-            goes_left = g.op("Less", [x, th], "left")
-            lc = g.op("Gather", [tables["left"], node], "lc")
-            rc = g.op("Gather", [tables["right"], node], "rc")
-            node = g.op("Where", [goes_left, lc, rc], "node")
-    return g.op("Gather", [g.const("node_values", value), node], "tree_values")
+            col = g.op("GatherElements", [col_table, node], "col", axis=1)
+            x = g.op("GatherElements", [columns.name, col], "x", axis=0)
+            th = g.op("GatherElements", [thr_table, node], "th", axis=1)
+            step = g.op("Cast", [g.op("Less", [x, th], "left")], "step", to=index)
+            node = g.op("Sub", [g.op("GatherElements", [next_table, node], "next", axis=1), step], "node")
+    return g.op("GatherElements", [g.const("node_values", value), node], "tree_values", axis=1)
+
+
+_ONNX_INT = {np.int32: TensorProto.INT32, np.int64: TensorProto.INT64}
 
 
 STRATEGY_FUNCTIONS = {"gemm": _gemm, "traversal": _traversal}
 
 
-def _sum_in_tree_order(g: _Graph, tree_values: str, forest: Forest, per_group: int) -> str:
-    """Margins [N, groups]: base margin, then each group's trees added one by one in float32."""
+def _sum_in_tree_order(g: _Graph, tree_values: str, rows: str, forest: Forest, per_group: int) -> str:
+    """Margins [N, groups]: base margin, then each group's trees added one by one in float32.
+
+    ``tree_values`` is [S, N] in slot order; ``rows`` is the 1-D shape tensor [N] (shapes
+    are built from it rather than with -1, so shape inference keeps the row dimension
+    named and the converter can bound the memory per row exactly).
+    """
     groups = forest.n_groups
-    values = g.op("Reshape", [tree_values, g.const("kgn", np.array([per_group, groups, -1], np.int64))], "kgn")
+    kgn = g.op("Concat", [g.const("kg", np.array([per_group, groups], np.int64)), rows], "kgn_shape", axis=0)
+    values = g.op("Reshape", [tree_values, kgn], "kgn")
     parts = [g.name("tree_round") for _ in range(per_group)]
     if per_group == 1:
         parts = [values]
@@ -276,9 +296,7 @@ def _sum_in_tree_order(g: _Graph, tree_values: str, forest: Forest, per_group: i
     acc = g.const("base_margin", forest.base_margin.astype(np.float32).reshape(1, groups, 1))
     for part in parts:
         acc = g.op("Add", [acc, part], "margin_sum")
-    if groups == 1:
-        return g.op("Reshape", [acc, g.const("n1", np.array([-1, 1], np.int64))], "margin")
-    gn = g.op("Reshape", [acc, g.const("gn", np.array([groups, -1], np.int64))], "margin_gn")
+    gn = g.op("Squeeze", [acc, g.const("axis0", np.array([0], np.int64))], "margin_gn")
     return g.op("Transpose", [gn], "margin", perm=[1, 0])
 
 
@@ -294,9 +312,10 @@ def emit_tensor(forest: Forest, *, strategy: str | None = None) -> onnx.ModelPro
     pre_nodes, pre_inits = graph.missing_to_nan(graph.INPUT, forest.missing, "x")
     g.nodes.extend(pre_nodes)
     g.inits.extend(pre_inits)
-    columns = _column_blocks(g, "x", present_block=present_block)
+    columns = _column_blocks(g, "x", n_features=forest.n_features, present_block=present_block)
+    rows = g.op("Shape", ["x"], "rows", start=0, end=1)
     tree_values = STRATEGY_FUNCTIONS[chosen](g, columns, compact)
-    margin = _sum_in_tree_order(g, tree_values, forest, per_group)
+    margin = _sum_in_tree_order(g, tree_values, rows, forest, per_group)
     link_nodes, link_inits = graph.link(forest.objective.link, margin, graph.OUTPUT)
     m = graph.model(
         [*g.nodes, *link_nodes],
@@ -306,5 +325,61 @@ def emit_tensor(forest: Forest, *, strategy: str | None = None) -> onnx.ModelPro
         graph_name=f"xgboost_tensor_{chosen}",
         ml=False,
     )
-    m.metadata_props.append(onnx.StringStringEntryProto(key="m7.tensor_strategy", value=chosen))
+    m.metadata_props.append(onnx.StringStringEntryProto(key=STRATEGY_KEY, value=chosen))
     return m
+
+
+#: On the CPU, batches of at least this many rows run faster in the tensor flavor than in
+#: the tree flavor (for every shape measured: 100-500 trees, depth 2-12; benchmarks/NOTES.md).
+CPU_MIN_ROWS = 256
+#: The deepest trees that measurement covered; beyond it the CPU keeps the tree flavor.
+CPU_MEASURED_MAX_DEPTH = 12
+
+
+def cpu_min_rows(forest: Forest) -> int | None:
+    """From how many rows the runtime may run this tensor flavor on the CPU; None: never (unmeasured shapes)."""
+    return CPU_MIN_ROWS if forest.max_depth() <= CPU_MEASURED_MAX_DEPTH else None
+
+
+def bytes_per_row(model: onnx.ModelProto) -> int:
+    """Bytes of all tensors the graph computes, per input row: the runtime's chunking bound.
+
+    Shape inference with the row dimension named: every node output must come out as
+    fixed dimensions times the row dimension once (row-independent outputs, such as shape
+    tensors, are not per row and are left out). Summing every output over-counts what
+    onnxruntime holds at once (its planner reuses buffers), so chunks sized from it stay
+    under their budget. Raises :class:`ConvertError` if some output's size is not known.
+    """
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = _ROWS
+    inferred = shape_inference.infer_shapes(m, strict_mode=True, data_prop=True)
+    known = {vi.name: vi.type.tensor_type for vi in [*inferred.graph.value_info, *inferred.graph.output]}
+    total = 0
+    for node in inferred.graph.node:
+        for out in node.output:
+            t = known.get(out)
+            dims = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in t.shape.dim] if t else None
+            if t is None or not t.elem_type or any(d != _ROWS and not isinstance(d, int) for d in dims):
+                raise ConvertError(
+                    f"cannot bound the tensor flavor's memory: {node.op_type} output {out!r} has shape {dims}"
+                )
+            if dims.count(_ROWS) > 1:
+                raise ConvertError(f"{node.op_type} output {out!r} grows with the square of the rows ({dims})")
+            if _ROWS in dims:
+                size = int(np.prod([d for d in dims if d != _ROWS], dtype=np.int64))
+                total += size * helper.tensor_dtype_to_np_dtype(t.elem_type).itemsize
+    return total
+
+
+_ROWS = "N"
+
+
+def tensor_facts(model: onnx.ModelProto, forest: Forest) -> dict[str, object]:
+    """What the manifest records about a tensor-flavor artifact (``flavors.tensor``) for the runtime."""
+    recorded = {p.key: p.value for p in model.metadata_props}.get(STRATEGY_KEY)
+    return {
+        "strategy": recorded or choose_strategy(forest),
+        "bytes_per_row": bytes_per_row(model),
+        "cpu_min_rows": cpu_min_rows(forest),
+    }

@@ -71,7 +71,17 @@ def build_manifest(
     opsets: dict[str, dict[str, int]],
     parity: dict[str, Any],
     out_dir: Path,
+    flavor_facts: dict[str, dict[str, Any]] | None = None,
+    skipped_flavors: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """The manifest (DESIGN.md, "Artifacts").
+
+    ``flavor_facts`` adds flavor-specific entries to that flavor's record (the tensor
+    flavor's strategy and memory per row, which the runtime's chunking reads);
+    ``skipped_flavors`` names flavors that were asked for with ``all`` but cannot
+    represent this model, and why.
+    """
+    facts = flavor_facts or {}
     missing = None if np.isnan(forest.missing) else forest.missing
     return {
         "schema_version": SCHEMA_VERSION,
@@ -94,9 +104,11 @@ def build_manifest(
                 "sha256": hashlib.sha256(data).hexdigest(),
                 "bytes": len(data),
                 "opsets": opsets[flavor],
+                **facts.get(flavor, {}),
             }
             for flavor, data in flavors.items()
         },
+        **({"skipped_flavors": dict(skipped_flavors)} if skipped_flavors else {}),
         "source": {
             "file": source.path.name,
             "path": _relpath(source.path, out_dir),
