@@ -79,6 +79,11 @@ def emit(source: Source, forest: Forest, flavor: str) -> onnx.ModelProto:
                 f"the pipeline's preprocessing converts to {', '.join(foreign)}, which onnxruntime's CUDA provider "
                 "does not implement; the tensor flavor must be standard ONNX only (convert with --flavor tree)"
             )
+        if flavor == "tensor":  # skl2onnx imports ai.onnx.ml even when no step uses it
+            standard = [o for o in model.opset_import if o.domain in ("", "ai.onnx")]
+            del model.opset_import[:]
+            model.opset_import.extend(standard)
+            onnx.checker.check_model(model, full_check=True)
     return model
 
 
