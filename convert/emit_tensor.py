@@ -8,10 +8,10 @@ Hummingbird (Nakandala et al., OSDI 2020), chosen per model by :func:`choose_str
 
 * ``gemm``: every split of every tree is evaluated at once (one ``Gather`` + ``Less``),
   then two batched matrix products find each tree's leaf: work per row grows with
-  trees × inner nodes × leaves, so it suits shallow trees;
-* ``traversal``: rows walk down their trees one level per step with ``Gather``/
-  ``GatherElements``/``Where`` over flat node tables: work per row grows with trees ×
-  depth, whatever the shape of the trees.
+  trees × inner nodes × leaves (about 4**depth), so it suits shallow trees;
+* ``traversal``: rows walk down their trees one level per step with ``GatherElements``
+  over [trees, nodes] tables: work per row grows with trees × depth, whatever the shape
+  of the trees.
 
 Exactness, in the order things happen:
 
@@ -22,8 +22,9 @@ Exactness, in the order things happen:
   has threshold -inf, a 0/1 "present" block compared with 0.5. Each split reads the block
   its default direction needs, so one float32 ``Less`` decides it exactly as xgboost's
   ``x < threshold`` with its default direction does.
-* The matrix products only count (small integers, exact in float32) or pick one leaf
-  value out of zeros (exact).
+* The matrix products only see small integers (0, ±1, leaf positions), exact in float32
+  and in the TF32 mode cuBLAS may use on recent GPUs; leaf values are picked with
+  ``GatherElements``, never multiplied.
 * Leaf values are added in float32 in xgboost's order: starting from the base margin,
   tree after tree, per output group, as a chain of ``Add`` nodes. A ``ReduceSum`` or a
   float64 sum would reorder the roundings; on the Market7 spend models (base margin 89.6,
@@ -49,13 +50,13 @@ from .ir import Forest, Tree
 #: strategy name -> one line for the manifest and the docs
 STRATEGIES: dict[str, str] = {
     "gemm": "all splits at once, leaves found by two batched MatMuls (Hummingbird GEMM)",
-    "traversal": "one Gather/Where step per tree level over flat node tables (Hummingbird tree traversal)",
+    "traversal": "one GatherElements step per tree level over node tables (Hummingbird tree traversal)",
 }
 
 STRATEGY_KEY = "m7.tensor_strategy"  # ONNX metadata: which strategy built the graph
 
-#: :func:`choose_strategy` thresholds, from benchmarks/NOTES.md ("Tensor flavor")
-GEMM_MAX_DEPTH = 4
+#: :func:`choose_strategy` threshold, from benchmarks/NOTES.md ("Tensor flavor")
+GEMM_MAX_DEPTH = 2
 
 
 def choose_strategy(forest: Forest) -> str:
@@ -63,8 +64,11 @@ def choose_strategy(forest: Forest) -> str:
 
     GEMM evaluates every split of a tree for every row and multiplies by a (leaves ×
     inner nodes) matrix per tree, so its cost per row grows like 4**depth; traversal costs
-    a fixed dozen of element-wise operations per level. Measured on CPU (2 cores, see
-    benchmarks/NOTES.md) GEMM is ahead up to depth 4 and behind from depth 5.
+    seven element-wise operations per level. Measured on the CPU (benchmarks/tensor_cpu.py,
+    numbers in benchmarks/NOTES.md) in the runtime's memory-bounded runs: GEMM is 1.3-2x
+    ahead at depth 2, 10-20% behind at depth 3, 35% behind at depth 4, and 5-50x behind
+    from depth 6. Not measured on a GPU (none here): benchmarks/gpu_batch.py --strategies
+    times both there, so the threshold can be revisited with data.
     """
     return "gemm" if forest.max_depth() <= GEMM_MAX_DEPTH else "traversal"
 
@@ -180,23 +184,32 @@ def _column_blocks(g: _Graph, x: str, *, n_features: int, present_block: bool) -
     return _Columns(g.op("Concat", blocks, "columns", axis=0), (3 if present_block else 2) * n_features)
 
 
+#: GEMM's matrix products only see small integers (0, ±1, leaf positions), exact even where
+#: cuBLAS multiplies float32 in TF32 (10-bit mantissa: integers up to 2**11)
+GEMM_MAX_LEAVES = 2**11
+
+
 def _gemm(g: _Graph, columns: _Columns, trees: list[_Compact]) -> str:
     """Leaf value of every tree slot, [S, N], by Hummingbird's GEMM strategy.
 
-    Per tree: D = [x_col < t] over its inner nodes (I); P = B @ D with B[l, i] = +1 if leaf
-    l lies left of node i, -1 if right; the reached leaf is the one whose count equals E[l],
-    its number of left turns; its value is picked by a last product with the leaf values.
-    Trees are padded to the largest I and L (padding rows of B are zero, padded leaves have
-    E = -1, which no count reaches).
+    Per tree: D = [x_col < t] over its inner nodes (I), all at once with one ``Gather``
+    into [S, I, N]; P = B @ D with B[l, i] = +1 if leaf l lies left of node i, -1 if right;
+    the reached leaf is the one whose count equals E[l], its number of left turns (Equal).
+    Its position comes from a second product with the leaf positions 0..L-1 and its value
+    from a ``GatherElements``: no leaf value goes through a matrix product, so TF32 or
+    any reordering cannot touch it. Trees are padded to the largest I and L (padding rows
+    of B are zero; padded leaves have E = -1, which no count reaches).
     """
     s = len(trees)
     n_inner = max(1, max(len(t.inner) for t in trees))
     n_leaves = max(len(t.leaves) for t in trees)
+    if n_leaves > GEMM_MAX_LEAVES:
+        raise ConvertError(f"the gemm strategy handles trees of up to {GEMM_MAX_LEAVES} leaves, not {n_leaves}")
     column = np.zeros((s, n_inner), np.int64)
     threshold = np.zeros((s, n_inner), np.float32)
     paths = np.zeros((s, n_leaves, n_inner), np.float32)
     lefts = np.full((s, n_leaves, 1), -1.0, np.float32)
-    values = np.zeros((s, 1, n_leaves), np.float32)
+    values = np.zeros((s, n_leaves), np.float32)
     for k, t in enumerate(trees):
         inner_pos = {int(node): j for j, node in enumerate(t.inner)}
         column[k, : len(inner_pos)] = t.column[t.inner]
@@ -209,19 +222,22 @@ def _gemm(g: _Graph, columns: _Columns, trees: list[_Compact]) -> str:
                 for parent, went_left in path:
                     paths[k, leaf_pos, inner_pos[parent]] = 1.0 if went_left else -1.0
                 lefts[k, leaf_pos, 0] = sum(went_left for _, went_left in path)
-                values[k, 0, leaf_pos] = t.value[node]
+                values[k, leaf_pos] = t.value[node]
                 leaf_pos += 1
                 continue
             stack.append((int(t.right[node]), (*path, (node, False))))
             stack.append((int(t.left[node]), (*path, (node, True))))
+    positions = np.broadcast_to(np.arange(n_leaves, dtype=np.float32), (s, 1, n_leaves))
     picked = g.op("Gather", [columns.name, g.const("split_columns", column)], "split_x", axis=0)  # [S, I, N]
     goes_left = g.op("Less", [picked, g.const("split_thresholds", threshold[:, :, None])], "goes_left")
     decisions = g.op("Cast", [goes_left], "decisions", to=TensorProto.FLOAT)
     counts = g.op("MatMul", [g.const("paths", paths), decisions], "path_counts")  # [S, L, N]
     reached = g.op("Equal", [counts, g.const("left_turns", lefts)], "reached")
     reached = g.op("Cast", [reached], "reached_f", to=TensorProto.FLOAT)
-    picked_values = g.op("MatMul", [g.const("leaf_values", values), reached], "picked")  # [S, 1, N]
-    return g.op("Squeeze", [picked_values, g.const("axis1", np.array([1], np.int64))], "tree_values")
+    leaf = g.op("MatMul", [g.const("leaf_positions", np.ascontiguousarray(positions)), reached], "leaf_f")
+    leaf = g.op("Squeeze", [leaf, g.const("axis1", np.array([1], np.int64))], "leaf_sn")  # [S, N]
+    leaf = g.op("Cast", [leaf], "leaf", to=TensorProto.INT32)
+    return g.op("GatherElements", [g.const("leaf_values", values), leaf], "tree_values", axis=1)
 
 
 def _traversal(g: _Graph, columns: _Columns, trees: list[_Compact]) -> str:

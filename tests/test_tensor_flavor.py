@@ -429,3 +429,25 @@ def test_report_max_errors():
         for k in sorted(k for k in MAX_ERRORS if k.startswith("bundled")):
             print(f"  {k}: {MAX_ERRORS[k]:.3g}")
     assert all(e <= 1e-5 for e in MAX_ERRORS.values())
+
+
+def test_gpu_batch_script_runs_without_a_gpu(spend_dir: Path, tmp_path: Path, capsys):
+    """benchmarks/gpu_batch.py on this CPU-only machine: clear skip message, CPU rows measured, JSON written."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_batch", MODELS.parent / "benchmarks" / "gpu_batch.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "gpu.json"
+    manifest = spend_dir / "xgb_spend_model.manifest.json"
+    argv = ["--models", str(manifest), "--batch-sizes", "1,300", "--repeats", "1", "--min-time", "0", "--out", str(out)]
+    assert script.main([*argv, "--strategies"]) == 0
+    report = json.loads(out.read_text())
+    engines = {r["engine"] for r in report["runs"][0]["results"]}
+    assert {"tree-cpu", "tensor-cpu", "auto-cpu", "xgboost-cpu"} <= engines
+    assert all(r["rows_per_s"] > 0 for r in report["runs"][0]["results"])
+    printed = capsys.readouterr().out
+    if not providers.cuda_available():
+        assert "tensor-cuda" not in engines and "CUDAExecutionProvider" in report["runs"][0]["skipped"]["tensor-cuda"]
+        assert "CUDA rows are skipped" in printed
+    assert "skipped xgboost-cuda" in printed or "xgboost-cuda" in engines
