@@ -324,26 +324,45 @@ def test_convert_writes_both_flavors_by_default(spend_dir: Path):
     assert man["parity"]["flavors"]["tensor"]["onnx_vs_xgboost"]["pass"]
 
 
-def test_bytes_per_row_is_what_onnxruntime_materialises(spend_dir: Path):
-    """The recorded bound equals the per-row growth of every node output, measured by running them all."""
-    m = onnx.load(spend_dir / "xgb_spend_model.tensor.onnx")
+def _materialised_bytes_per_row(m: onnx.ModelProto) -> float:
+    """Run the graph with every node output exposed, at 8 and 24 rows: the per-row growth of their bytes."""
     probe = onnx.ModelProto()
     probe.CopyFrom(m)
-    inferred = shape_inference.infer_shapes(probe, strict_mode=True).graph
-    known = {vi.name: vi for vi in inferred.value_info}
+    probe.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    known = {vi.name: vi for vi in shape_inference.infer_shapes(probe, strict_mode=True).graph.value_info}
     outputs = {o.name for o in probe.graph.output}
     for node in probe.graph.node:
         for out in node.output:
             if out not in outputs:
-                probe.graph.output.append(known[out])
+                probe.graph.output.append(known.get(out) or helper.make_value_info(out, onnx.TypeProto()))
     names = [o.name for o in probe.graph.output]
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    X = np.random.default_rng(0).normal(size=(24, m.graph.input[0].type.tensor_type.shape.dim[1].dim_value))
-    small = sum(a.nbytes for a in sess.run(names, {"features": X[:8].astype(np.float32)}))
-    large = sum(a.nbytes for a in sess.run(names, {"features": X.astype(np.float32)}))
-    assert (large - small) / 16 == bytes_per_row(m)
+    width = m.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    X = np.random.default_rng(0).normal(size=(24, width)).astype(np.float32)
+    small = sum(a.nbytes for a in sess.run(names, {sess.get_inputs()[0].name: X[:8]}))
+    large = sum(a.nbytes for a in sess.run(names, {sess.get_inputs()[0].name: X}))
+    return (large - small) / 16
+
+
+def test_bytes_per_row_is_what_onnxruntime_materialises(spend_dir: Path, zoo_dir: Path):
+    """The recorded bound equals the per-row growth of every node output, measured by running them all."""
+    spend = onnx.load(spend_dir / "xgb_spend_model.tensor.onnx")
+    assert _materialised_bytes_per_row(spend) == bytes_per_row(spend)
+    gemm = _zoo_graphs("multi_softprob", zoo_dir)["graphs"]["gemm"]
+    assert _materialised_bytes_per_row(gemm) == bytes_per_row(gemm)
+    pipeline = _zoo_graphs("pipeline_scaler", zoo_dir)["artifact"]  # composed: a Reshape to [-1] inside
+    assert _materialised_bytes_per_row(pipeline) == bytes_per_row(pipeline)
+
+
+def test_pipeline_converts_with_both_flavors(zoo_dir: Path):
+    built = build_case("pipeline_scaler", zoo_dir)
+    result = convert(built.path, out_dir=zoo_dir / "pipeline_both", n_random=300)
+    assert set(result.manifest["flavors"]) == {"tree", "tensor"} and not result.skipped
+    model = m7_runtime.load(result.paths[-1], provider="cpu", flavor="tensor")
+    X = np.random.default_rng(5).normal(3, 5, size=(700, 6)).astype(np.float32)
+    assert_parity(model.predict(X), built.predict(X), "pipeline tensor artifact")
 
 
 def test_pipeline_with_ml_preprocessing_skips_the_tensor_flavor(tmp_path: Path):
