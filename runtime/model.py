@@ -227,7 +227,10 @@ class Model:
         buf = getattr(self._local, "buf", None)
         if buf is None:
             buf = self._local.buf = np.empty((1, self._n), dtype=np.float32)
-        buf[0] = vals
+        try:
+            buf[0] = vals
+        except (OverflowError, TypeError, ValueError):  # an int beyond float range: name it (free when no error)
+            buf[0] = [to_float(f, v) for f, v in zip(self.feature_names, vals, strict=True)]
         out = self._run(self._sessions.get(), buf)
         if ((buf[0] < self._lo) | (buf[0] > self._hi)).any():
             self._note_out_of_range(buf[0])
