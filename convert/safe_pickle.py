@@ -25,6 +25,7 @@ who must read a pickle with other globals in it: the file can then run any code.
 
 from __future__ import annotations
 
+import _compat_pickle
 import bz2
 import gzip
 import importlib
@@ -105,8 +106,12 @@ _XGBOOST_CLASSES = {
 }
 _JOBLIB_WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
 
-#: Python 2 module names that protocol 0-2 pickles use for the same globals
-_PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+
+def _python3_name(module: str, name: str) -> tuple[str, str]:
+    """Python 2 names (``__builtin__.set``, ``copy_reg``...) as pickle's fix_imports maps them."""
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
 def _refuse(what: str) -> UnsafePickleError:
@@ -269,13 +274,13 @@ def _sklearn_estimator(module: str, name: str) -> type | None:
         obj = getattr(importlib.import_module(module), name)
     except Exception:  # ImportError, AttributeError, or whatever a module raises at import
         return None
-    if not (isinstance(obj, type) and BaseEstimator in obj.__mro__ and obj.__module__.split(".")[0] == "sklearn"):
+    if not (isinstance(obj, type) and BaseEstimator in obj.__mro__):
         return None
-    return obj
+    home = obj.__module__.split(".")  # where it is defined, not just re-exported
+    return obj if home[0] == "sklearn" and not _SKLEARN_SKIP & set(home) else None
 
 
 def _allowed(module: str, name: str) -> Any:
-    module = _PY2_MODULES.get(module, module)
     qualname = f"{module}.{name}"
     if qualname in _GUARDED:
         return _GUARDED[qualname]
@@ -298,6 +303,8 @@ class SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler lets us hoo
         self.seen: set[str] = set()
 
     def find_class(self, module: str, name: str) -> Any:
+        written = f"{module}.{name}"
+        module, name = _python3_name(module, name)
         qualname = f"{module}.{name}"
         self.seen.add(qualname)
         if qualname in _XGBOOST_CLASSES or qualname == _JOBLIB_WRAPPER:
@@ -310,8 +317,9 @@ class SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler lets us hoo
             return estimator
         if self.trust:
             return super().find_class(module, name)
+        as_written = f" (written {written!r})" if written != qualname else ""
         raise UnsafePickleError(
-            f"the pickle references {qualname!r}, which is not on the allow-list of globals a model "
+            f"the pickle references {qualname!r}{as_written}, which is not on the allow-list of globals a model "
             "needs; it was refused before anything ran. If you wrote this file yourself and trust it, "
             "pass --trust-pickle (trust=True): that runs whatever code the file holds. Better, save the "
             "model with xgboost's Booster.save_model('model.json') and convert that."
@@ -341,6 +349,15 @@ class SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler lets us hoo
         if isinstance(top, Pickled) and top.qualname == _JOBLIB_WRAPPER:
             self.stack[-1] = _read_joblib_array(self, top.state)
 
+    def load_newobj(self) -> None:
+        """NEWOBJ: ``cls.__new__(cls, *args)`` only for a real class (never the ndarray token)."""
+        _check_newobj(self.stack[-2])
+        super().load_newobj()
+
+    def load_newobj_ex(self) -> None:
+        _check_newobj(self.stack[-3])
+        super().load_newobj_ex()
+
     def load_bytearray8(self) -> None:
         """BYTEARRAY8 allocates its length before reading: refuse one longer than the file."""
         (n,) = pickle.unpack("<Q", self.read(8))  # type: ignore[attr-defined]
@@ -351,7 +368,16 @@ class SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler lets us hoo
         self.append(b)
 
     dispatch[pickle.BUILD[0]] = load_build
+    dispatch[pickle.NEWOBJ[0]] = load_newobj
+    dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
     dispatch[pickle.BYTEARRAY8[0]] = load_bytearray8
+
+
+def _check_newobj(cls: Any) -> None:
+    if isinstance(cls, _Token):
+        cls()  # raises, naming it
+    if not isinstance(cls, type):
+        raise _refuse(f"creates an object of {cls!r}, which is not a class")
 
 
 def _dtype_state(inst: np.dtype, state: Any) -> tuple:
@@ -404,7 +430,7 @@ def _read_joblib_array(unpickler: SafeUnpickler, wrapper: Any) -> np.ndarray:
     raw = f.read(count * dtype.itemsize)
     if len(raw) != count * dtype.itemsize:
         raise SourceError("the joblib file ends inside an array: it is truncated")
-    arr = np.frombuffer(raw, dtype=dtype).copy()
+    arr = np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))  # native order, as joblib gives it
     if wrapper.get("order") == "F":
         return arr.reshape(shape[::-1]).transpose()
     return arr.reshape(shape)
