@@ -268,7 +268,10 @@ def load(
     threads: int | None = None,
     _cache: dict[tuple[str, Placement], Sessions] | None = None,
 ) -> Model:
-    """Load one artifact (a manifest, or the ``.onnx`` beside one) after checking its hash."""
+    """Load one artifact (a manifest, or the ``.onnx`` beside one) after checking its hash and contract.
+
+    ``artifact_bytes`` verifies every manifest, even when byte-identical artifacts share a session.
+    """
     manifest = Manifest.read(path)
     placement = place(provider, flavors=tuple(manifest.flavors), flavor=flavor)
     data = manifest.artifact_bytes(placement.flavor)
@@ -277,24 +280,11 @@ def load(
         sessions = _cache[key]
     else:
         sessions = Sessions(data, placement)
-        _check_width(manifest, data)
         if _cache is not None:
             _cache[key] = sessions
     if placement.provider == "cuda":
         sessions.get()  # create now, so Model.provider reports a fallback at once
     return Model(manifest, sessions, threads=threads)
-
-
-def _check_width(manifest: Manifest, data: bytes) -> None:
-    """The graph's input width must be the manifest's feature count (cheap: reads the header only)."""
-    from . import onnx_meta
-
-    width = onnx_meta.input_width(data)
-    if width is not None and width != len(manifest.features):
-        raise M7Error(
-            f"{manifest.path.name}: the ONNX input takes {width} features but the manifest lists "
-            f"{len(manifest.features)}; the pair does not belong together"
-        )
 
 
 def load_dir(
