@@ -217,6 +217,12 @@ def _diff(built_for: Mapping[str, Any], manifest: Mapping[str, Any]) -> str:
                     f"other features (the ONNX lacks {sorted(set(b) - set(a))}, the manifest lacks "
                     f"{sorted(set(a) - set(b))})"
                 )
+        elif isinstance(a, Mapping) and isinstance(b, Mapping):
+            parts.extend(
+                f"{key}.{k} {a.get(k)!r} (the manifest says {b.get(k)!r})"
+                for k in sorted(set(a) | set(b))
+                if a.get(k) != b.get(k)
+            )
         else:
             parts.append(f"{key} {a!r} (the manifest says {b!r})")
     return "; ".join(parts)
