@@ -7,7 +7,10 @@ model map's call sites and must equal the recorded ``reference.json``; and every
 is given to the pickle's ``predict_proba``/``predict`` to check that it errors exactly where
 we raise, apart from the documented deviations.
 
-Run ``python tests/test_bad_inputs.py`` to rewrite reference.json after retraining the models.
+It also checks ``parity_reference.npz``: rows (random, NaN, split thresholds ±1 ulp, ±inf) and
+the pickles' predictions on them, which the runtime-only suite compares with onnxruntime.
+
+Run ``python tests/test_bad_inputs.py`` to rewrite both files after retraining the models.
 """
 
 from __future__ import annotations
@@ -168,6 +171,64 @@ def test_dataframe_inputs(pickles):
     assert model.predict(df.iloc[:0]).shape == (0,)
 
 
+def compute_parity_rows(name: str, seed: int) -> np.ndarray:
+    """Rows for the runtime-only parity check: random, with NaN, on every kind of split threshold ±1 ulp, ±inf."""
+    from m7_convert import load_source
+    from m7_convert.ir import from_booster_json
+
+    model = m7_runtime.load(rs.ONNX / f"{name}.manifest.json", provider="cpu")
+    source = load_source(MODELS / f"{name}.pkl")
+    forest = from_booster_json(source.document, missing=source.missing, iteration_range=source.iteration_range)
+    k = len(model.feature_names)
+    thresholds: list[list[float]] = [[] for _ in range(k)]
+    for tree in forest.trees:
+        for f, t in zip(tree.feature[~tree.is_leaf], tree.threshold[~tree.is_leaf], strict=True):
+            thresholds[int(f)].append(float(t))
+    rng = np.random.default_rng(seed)
+    base = np.nan_to_num(rs.base_matrix(model.feature_names)[0], nan=1.0)
+    random = (base * rng.lognormal(0, 0.6, (100, k))).astype(np.float32)
+    nan = random[:50].copy()
+    nan[rng.random(nan.shape) < 0.3] = np.nan
+    edge = np.empty((120, k), np.float32)
+    for j in range(k):
+        picks = rng.choice(np.array(thresholds[j] or [base[j]], np.float32), 120)
+        away = np.nextafter(picks, np.where(rng.random(120) < 0.5, -np.inf, np.inf).astype(np.float32))
+        edge[:, j] = np.where(np.arange(120) % 3 == 0, picks, away)  # on the threshold, or one ulp either side
+    inf = random[:10].copy()
+    inf[rng.random(inf.shape) < 0.3] = np.inf
+    inf[rng.random(inf.shape) < 0.2] = -np.inf
+    return np.concatenate([random, nan, edge, inf])
+
+
+def compute_parity_reference() -> dict[str, np.ndarray]:
+    import joblib
+
+    out = {}
+    for k, name in enumerate(sorted(m7_runtime.load_dir(rs.ONNX, provider="cpu"))):
+        X = compute_parity_rows(name, seed=k)
+        pk = joblib.load(MODELS / f"{name}.pkl")
+        out[f"X_{name}"] = X
+        out[f"y_{name}"] = (pk.predict_proba(X)[:, 1] if hasattr(pk, "predict_proba") else pk.predict(X)).astype(
+            np.float32
+        )
+    return out
+
+
+def test_recorded_parity_reference_is_what_the_pickles_predict():
+    import joblib
+
+    recorded = np.load(rs.PARITY_REFERENCE)
+    names = sorted(k.removeprefix("y_") for k in recorded.files if k.startswith("y_"))
+    assert len(names) == 6
+    for name in names:
+        pk = joblib.load(MODELS / f"{name}.pkl")
+        X = recorded[f"X_{name}"]
+        assert len(X) >= 250 and np.isnan(X).any() and np.isinf(X).any()
+        fresh = pk.predict_proba(X)[:, 1] if hasattr(pk, "predict_proba") else pk.predict(X)
+        np.testing.assert_array_equal(recorded[f"y_{name}"], fresh.astype(np.float32), err_msg=name)
+
+
 if __name__ == "__main__":
     rs.REFERENCE.write_text(json.dumps(compute_reference(), indent=1, sort_keys=True, allow_nan=True) + "\n")
-    print(f"wrote {rs.REFERENCE}")
+    np.savez_compressed(rs.PARITY_REFERENCE, **compute_parity_reference())
+    print(f"wrote {rs.REFERENCE} and {rs.PARITY_REFERENCE}")

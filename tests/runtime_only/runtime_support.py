@@ -3,9 +3,10 @@
 Everything under tests/runtime_only/ runs with numpy + onnxruntime (+ pytest) only, so CI can
 run it against the oldest onnxruntime we claim (see .ci/run). It must not import xgboost,
 scikit-learn, joblib, pandas or m7_convert. What the original pickles predict for each case
-is recorded in ``reference.json``; tests/test_bad_inputs.py recomputes it from the pickles
-with the model map's call sites and fails if the recording drifts (regenerate with
-``python tests/test_bad_inputs.py``).
+is recorded in ``reference.json`` (the map's call sites on the bad-input matrix) and
+``parity_reference.npz`` (predictions on random, NaN, threshold and inf rows);
+tests/test_bad_inputs.py recomputes both from the pickles and fails if a recording drifts
+(regenerate with ``python tests/test_bad_inputs.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ ROOT = HERE.parents[1]
 ONNX = ROOT / "onnx"
 SNAPSHOT = json.loads((ROOT / "models" / "example_snapshot.json").read_text())
 REFERENCE = HERE / "reference.json"
+PARITY_REFERENCE = HERE / "parity_reference.npz"
 
 #: drop-in name -> (artifact, function)
 DROP_INS: dict[str, tuple[str, Callable[..., float | None]]] = {
