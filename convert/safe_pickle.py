@@ -34,6 +34,7 @@ import lzma
 import pickle
 import re
 import types
+import warnings
 import zlib
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -93,8 +94,10 @@ class _Token:
 NDARRAY = _Token(qualname="numpy.ndarray")
 
 
-# xgboost classes: recorded, never imported. Any xgboost global that is not a class we
-# know (e.g. a callback or an eval metric function) is refused like any other global.
+# xgboost classes: recorded, never imported. Every other xgboost global (a callback such as
+# EarlyStopping kept in the model's parameters) and every scikit-learn metric (an
+# ``eval_metric=mean_absolute_error`` kept the same way) becomes an inert stand-in too: the
+# converter never calls them, and a stand-in runs nothing when a pickle calls it.
 _XGBOOST_CLASSES = {
     f"xgboost.{mod}.{cls}"
     for mod, classes in {
@@ -280,6 +283,12 @@ def _sklearn_estimator(module: str, name: str) -> type | None:
     return obj if home[0] == "sklearn" and not _SKLEARN_SKIP & set(home) else None
 
 
+def _inert(module: str) -> bool:
+    """Modules whose globals are recorded as stand-ins, never imported (see _XGBOOST_CLASSES)."""
+    top = module.split(".")
+    return top[0] == "xgboost" or top[:2] == ["sklearn", "metrics"]
+
+
 def _allowed(module: str, name: str) -> Any:
     qualname = f"{module}.{name}"
     if qualname in _GUARDED:
@@ -301,13 +310,14 @@ class SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler lets us hoo
         self.size = len(file.getbuffer())
         self.trust = trust
         self.seen: set[str] = set()
+        self.trusted: set[str] = set()  # globals resolved only because trust=True
 
     def find_class(self, module: str, name: str) -> Any:
         written = f"{module}.{name}"
         module, name = _python3_name(module, name)
         qualname = f"{module}.{name}"
         self.seen.add(qualname)
-        if qualname in _XGBOOST_CLASSES or qualname == _JOBLIB_WRAPPER:
+        if qualname in _XGBOOST_CLASSES or qualname == _JOBLIB_WRAPPER or _inert(module):
             return _stand_in(qualname)
         allowed = _allowed(module, name)
         if allowed is not None:
@@ -316,6 +326,7 @@ class SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler lets us hoo
         if estimator is not None:
             return estimator
         if self.trust:
+            self.trusted.add(qualname)
             return super().find_class(module, name)
         as_written = f" (written {written!r})" if written != qualname else ""
         raise UnsafePickleError(
@@ -416,6 +427,7 @@ def _read_joblib_array(unpickler: SafeUnpickler, wrapper: Any) -> np.ndarray:
         inner = SafeUnpickler(f, trust=unpickler.trust)
         arr = inner.load()
         unpickler.seen |= inner.seen
+        unpickler.trusted |= inner.trusted
         if not isinstance(arr, np.ndarray):
             raise _refuse(f"stores a {type(arr).__name__} where joblib writes an object array")
         return arr
@@ -487,6 +499,14 @@ def load(data: bytes, *, trust: bool = False, what: str = "the file") -> tuple[A
         raise SourceError(
             f"cannot unpickle the file ({type(exc).__name__}: {exc}): truncated or not a pickle?"
         ) from exc
+    finally:
+        if unpickler.trusted:  # said even when loading failed: the code has run by now
+            warnings.warn(
+                f"{what}: trust_pickle let the pickle import and call {sorted(unpickler.trusted)}, outside the "
+                "allow-list; whatever code those run has run",
+                RuntimeWarning,
+                stacklevel=3,
+            )
     return obj, unpickler.seen
 
 

@@ -262,8 +262,6 @@ REFUSED_GLOBALS = [
     ("sklearn.utils._mocking", "CheckingClassifier"),  # an estimator, but in a test helper module
     ("sklearn.utils._testing", "TempMemmap"),
     ("sklearn", "__builtins__"),
-    ("xgboost.callback", "EarlyStopping"),  # xgboost, but not a model class
-    ("xgboost.core", "_load_lib"),
     ("numpy.core.multiarray", "_reconstruct.__globals__"),
 ]
 
@@ -276,6 +274,34 @@ def test_dangerous_or_unneeded_globals_are_refused_by_name(module: str, name: st
     ):
         with pytest.raises(UnsafePickleError, match=f"'{module}.{name}'".replace(".", r"\.")):
             safe_pickle.load(blob)
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [("xgboost.core", "_load_lib"), ("xgboost.callback", "EarlyStopping"), ("sklearn.metrics", "mean_absolute_error")],
+)
+def test_xgboost_and_metric_globals_are_inert_stand_ins(module: str, name: str, tmp_path: Path):
+    """Never imported nor run: calling one (as a pickle would) only records its arguments."""
+    blob = b"\x80\x02" + _op_global(module, name) + _op_str(f"touch {tmp_path / 'x'}") + b"\x85R."
+    obj, seen = safe_pickle.load(blob)
+    assert isinstance(obj, safe_pickle.Pickled) and obj.qualname == f"{module}.{name}"
+    assert obj.args == (f"touch {tmp_path / 'x'}",) and f"{module}.{name}" in seen
+
+
+def test_a_model_trained_with_callbacks_and_a_metric_function_converts(tmp_path: Path):
+    from sklearn.metrics import mean_absolute_error
+
+    X = data(300)
+    y = y_binary(X)
+    m = xgb.XGBClassifier(
+        n_estimators=30, max_depth=2, callbacks=[xgb.callback.EarlyStopping(rounds=2)], eval_metric=mean_absolute_error
+    )
+    m.fit(X[:200], y[:200], eval_set=[(X[200:], y[200:])], verbose=False)
+    joblib.dump(m, tmp_path / "cb.pkl")
+    result = convert(tmp_path / "cb.pkl", out_dir=tmp_path / "out")
+    assert result.manifest["parity"]["pass"]
+    seen = load_source(tmp_path / "cb.pkl").pickle_globals
+    assert "xgboost.callback.EarlyStopping" in seen and "sklearn.metrics._regression.mean_absolute_error" in seen
 
 
 # ---- payloads that attack memory (run in a child: a regression would crash, not fail) -------
@@ -490,15 +516,18 @@ def test_trust_mode_loads_extra_globals_and_really_runs_code(clf, tmp_path: Path
         load_source(path)
     assert cli_main(["convert", str(path), "--out-dir", str(tmp_path / "refused")]) == 1
     assert "'datetime.date'" in capsys.readouterr().err
-    assert cli_main(["convert", str(path), "--out-dir", str(tmp_path / "out"), "--trust-pickle"]) == 0
+    with pytest.warns(RuntimeWarning, match=r"let the pickle import and call \['datetime\.date'\]"):
+        assert cli_main(["convert", str(path), "--out-dir", str(tmp_path / "out"), "--trust-pickle"]) == 0
+    assert "WARNING: --trust-pickle" in capsys.readouterr().err
     assert (tmp_path / "out" / "dated.onnx").exists()
-    assert "datetime.date" in load_source(path, trust_pickle=True).pickle_globals
+    with pytest.warns(RuntimeWarning):
+        assert "datetime.date" in load_source(path, trust_pickle=True).pickle_globals
 
     marker = tmp_path / "ran"
     evil = tmp_path / "evil.pkl"
     joblib.dump({"model": clf, "x": Reduce(os.system, f"touch {marker}")}, evil)
-    with pytest.raises(SourceError):  # loads (running the payload), then is not a model
-        load_source(evil, trust_pickle=True)
+    with pytest.raises(SourceError), pytest.warns(RuntimeWarning, match="posix.system"):
+        load_source(evil, trust_pickle=True)  # loads (running the payload), then is not a model
     assert marker.exists(), "trust mode is documented to run the file's code"
 
 

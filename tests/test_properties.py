@@ -24,6 +24,9 @@ import market7_callsites as callsites
 from conftest import MODELS, ONNX
 from m7_runtime import market7
 
+#: values beyond float32 (1e39) become inf when cast, exactly as xgboost casts them
+pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+
 DROP_INS = {
     "xgb_recovery_model": (market7.predict_recovery_odds, callsites.predict_recovery_odds),
     "xgb_confidence_model": (market7.predict_confidence_score, callsites.predict_confidence_score),
