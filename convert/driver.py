@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+
 from m7_runtime.manifest import contract as artifact_contract
 from m7_runtime.policy import InputPolicy
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 import onnx
+
 from m7_runtime import __version__
 from m7_runtime.manifest import CONTRACT_KEY, FLAVOR_SUFFIX, MANIFEST_SUFFIX, SCHEMA_VERSION, contract_json
 from m7_runtime.policy import InputPolicy
