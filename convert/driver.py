@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+
+from m7_runtime.manifest import contract as artifact_contract
 from m7_runtime.policy import InputPolicy
 
 from . import graph
@@ -18,7 +20,7 @@ from .ir import Forest, from_booster_json
 from .load import Source, load_source
 from .spec import ModelSpec, spec_for
 from .verify import FlavorReport, probes, verify_graph
-from .write import build_manifest, write_artifacts
+from .write import build_manifest, stamp_contract, write_artifacts
 
 #: flavor name -> emitter; one function per flavor, from the same IR
 EMITTERS: dict[str, Callable[[Forest], onnx.ModelProto]] = {"tree": emit_tree, "tensor": emit_tensor}
@@ -133,7 +135,17 @@ def convert(
     if spec and spec.task and spec.task != task:
         raise ConvertError(f"{name}: the spec says task {spec.task!r}, the model is {task!r} ({source.model_class})")
 
+    policy = spec.policy if spec else InputPolicy()
+    contract = artifact_contract(
+        features=features,
+        task=task,
+        n_outputs=forest.n_outputs,
+        input_name=graph.INPUT,
+        output_name=graph.OUTPUT,
+        policy=policy,
+    )
     models, skipped = _emit_all(source, forest, flavors)
+    models = {flavor: stamp_contract(m, contract) for flavor, m in models.items()}
     blobs = {flavor: m.SerializeToString() for flavor, m in models.items()}
     probe_rows = probes(forest, n_random=n_random, seed=seed)
     reports = {}
@@ -154,7 +166,7 @@ def convert(
         source=source,
         forest=forest,
         features=features,
-        policy=spec.policy if spec else InputPolicy(),
+        policy=policy,
         flavors=blobs,
         opsets={f: graph.opsets_of(m) for f, m in models.items()},
         parity=parity,

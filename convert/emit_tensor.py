@@ -39,7 +39,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
 import onnx
 from onnx import TensorProto, helper, shape_inference
 

@@ -77,6 +77,8 @@ def _decode_document(data: bytes, what: str) -> dict[str, Any]:
             raise SourceError(f"{what} is neither JSON nor UBJSON (starts with {data[:8]!r})")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SourceError(f"{what} is not valid JSON ({exc}): truncated?") from exc
+    except RecursionError:
+        raise SourceError(f"{what} nests containers deeper than any model does: corrupted or hostile") from None
     if isinstance(doc, dict) and "Model" in doc:  # memory snapshot: {"Config": ..., "Model": ...}
         doc = doc["Model"]
     if not isinstance(doc, dict) or "learner" not in doc:
@@ -112,6 +114,8 @@ def _from_booster(booster: Pickled, what: str) -> tuple[dict[str, Any], dict[str
     handle = state.get("handle")
     if handle is None:
         raise SourceError(f"{what} holds an empty Booster (was the model fitted?)")
+    if not isinstance(handle, (bytes, bytearray, memoryview)):  # bytes(10**10) would allocate 10 GB
+        raise SourceError(f"{what} holds a Booster whose model is a {type(handle).__name__}, not its bytes")
     return _decode_document(bytes(handle), f"the booster inside {what}"), state
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from m7_runtime import __version__
-from m7_runtime.manifest import FLAVOR_SUFFIX, MANIFEST_SUFFIX, SCHEMA_VERSION
+from m7_runtime.manifest import CONTRACT_KEY, FLAVOR_SUFFIX, MANIFEST_SUFFIX, SCHEMA_VERSION, contract_json
 from m7_runtime.policy import InputPolicy
 
 from . import graph
@@ -138,6 +139,19 @@ def build_manifest(
         "converter": library_versions(),
         "created_utc": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
     }
+
+
+def stamp_contract(model: onnx.ModelProto, contract: dict[str, Any]) -> onnx.ModelProto:
+    """Write the artifact's contract (:func:`m7_runtime.manifest.contract`) into the ONNX metadata.
+
+    The manifest's sha256 then covers it, and the runtime refuses a manifest that disagrees
+    with the ONNX it names (features reordered, policy or task edited, files swapped).
+    """
+    for entry in list(model.metadata_props):
+        if entry.key == CONTRACT_KEY:
+            model.metadata_props.remove(entry)
+    model.metadata_props.add(key=CONTRACT_KEY, value=contract_json(contract))
+    return model
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

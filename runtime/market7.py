@@ -106,20 +106,37 @@ def _predict(
     except Exception as e:
         log.error(f"Failed to load {what} model: {e}")
         return None
+    failed = f"{what[0].upper()}{what[1:]} prediction failed"
     if not isinstance(features, Mapping):
-        log.error(
-            f"{what[0].upper()}{what[1:]} prediction failed: features must be a mapping, got {type(features).__name__}"
-        )
-        return None
-    if missing_message is not None and model.policy.on_missing == "reject":
-        missing_features = set(model.policy.required(model.feature_names)) - set(features.keys())
-        if missing_features:
-            log.warning(missing_message.format(missing_features=missing_features))
+        row = _as_mapping(features)
+        if row is None:
+            log.error(f"{failed}: features must be a mapping, got {type(features).__name__}")
             return None
-    try:
+        features = row
+    try:  # a hostile or broken mapping (keys() or [] raising) must not escape either
+        if missing_message is not None and model.policy.on_missing == "reject":
+            missing_features = set(model.policy.required(model.feature_names)) - set(features.keys())
+            if missing_features:
+                log.warning(missing_message.format(missing_features=missing_features))
+                return None
         return float(model.predict_one(features))
     except Exception as e:
-        log.error(f"{what[0].upper()}{what[1:]} prediction failed: {e}")
+        log.error(f"{failed}: {e}")
+        return None
+
+
+def _as_mapping(obj: Any) -> dict[Any, Any] | None:
+    """A mapping-like row the map's call sites also accept (``features.keys()``, ``features[f]``).
+
+    A pandas Series from ``df.iterrows()`` is the usual one: the original utilities predict
+    on it, so the drop-ins do too. Anything without ``keys()`` (list, str, None...) -> None.
+    """
+    keys = getattr(obj, "keys", None)
+    if not callable(keys) or isinstance(obj, (str, bytes)):
+        return None
+    try:
+        return {k: obj[k] for k in keys()}
+    except Exception:
         return None
 
 

@@ -268,7 +268,10 @@ class Model:
         buf = getattr(self._local, "buf", None)
         if buf is None:
             buf = self._local.buf = np.empty((1, self._n), dtype=np.float32)
-        buf[0] = vals
+        try:
+            buf[0] = vals
+        except (OverflowError, TypeError, ValueError):  # an int beyond float range: name it (free when no error)
+            buf[0] = [to_float(f, v) for f, v in zip(self.feature_names, vals, strict=True)]
         out = self._run(self._sessions.get(), buf)
         if ((buf[0] < self._lo) | (buf[0] > self._hi)).any():
             self._note_out_of_range(buf[0])
@@ -306,7 +309,10 @@ def load(
     threads: int | None = None,
     _cache: dict[tuple[str, Placement], Sessions] | None = None,
 ) -> Model:
-    """Load one artifact (a manifest, or the ``.onnx`` beside one) after checking its hash."""
+    """Load one artifact (a manifest, or the ``.onnx`` beside one) after checking its hash and contract.
+
+    ``artifact_bytes`` verifies every manifest, even when byte-identical artifacts share a session.
+    """
     manifest = Manifest.read(path)
     placement = place(provider, flavors=tuple(manifest.flavors), flavor=flavor)
     data = manifest.artifact_bytes(placement.flavor)
@@ -315,7 +321,6 @@ def load(
         sessions = _cache[key]
     else:
         sessions = Sessions(data, placement)
-        _check_width(manifest, data)
         if _cache is not None:
             _cache[key] = sessions
     if placement.provider == "cuda":
@@ -344,18 +349,6 @@ def _cpu_tensor(
     if cache is not None:
         cache[key] = sessions
     return sessions
-
-
-def _check_width(manifest: Manifest, data: bytes) -> None:
-    """The graph's input width must be the manifest's feature count (cheap: reads the header only)."""
-    from . import onnx_meta
-
-    width = onnx_meta.input_width(data)
-    if width is not None and width != len(manifest.features):
-        raise M7Error(
-            f"{manifest.path.name}: the ONNX input takes {width} features but the manifest lists "
-            f"{len(manifest.features)}; the pair does not belong together"
-        )
 
 
 def load_dir(

@@ -8,6 +8,7 @@ one set of rules: :meth:`InputPolicy.row` for the single-row hot path and
 
 from __future__ import annotations
 
+import decimal
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -72,20 +73,28 @@ def _check_keys(d: Mapping[str, Any], allowed: set[str], what: str) -> None:
         raise M7Error(f"unknown key(s) {sorted(unknown)} in {what}; allowed: {sorted(allowed)}")
 
 
-_NUMERIC = (float, int, bool, np.floating, np.integer, np.bool_)
+_NUMERIC = (float, int, bool, np.floating, np.integer, np.bool_, decimal.Decimal)
 
 
 def to_float(name: str, value: Any) -> float:
     """One input value as xgboost reads a Python row: numbers and bools as is, None as NaN.
 
-    Strings (numeric or not), containers and other objects are refused: xgboost errors on
-    them too, and silently parsing ``"1.5"`` would hide a caller's bug.
+    What xgboost's row conversion (numpy) reads as a number is read here too: Python and
+    numpy numbers, bools, ``Decimal``, ``Fraction``, a 0-d numeric array. Strings (numeric
+    or not), containers, dates and other objects are refused: xgboost errors on most of them,
+    and silently parsing ``"1.5"`` (or a date's tick count) would hide a caller's bug. An int
+    too large for a float is refused as xgboost refuses it, with an :class:`M7Error`.
     """
     if value is None:
         return math.nan
     if isinstance(value, _NUMERIC) or (isinstance(value, numbers.Real) and not isinstance(value, str)):
+        try:
+            return float(value)
+        except (OverflowError, ValueError, TypeError) as exc:  # 10**400, Decimal("sNaN")
+            raise M7Error(f"feature {name!r}: {value!r:.60} cannot be read as a float ({exc})") from None
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiub":
         return float(value)
-    raise M7Error(f"feature {name!r} must be a number (or None for missing), got {type(value).__name__} {value!r}")
+    raise M7Error(f"feature {name!r} must be a number (or None for missing), got {type(value).__name__} {value!r:.60}")
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,12 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper, shape_inference
 
 import m7_runtime
-import onnx
 from conftest import MODELS, SIX, assert_parity, build_case
 from m7_convert import UnsupportedModelError, convert, load_source, reference
 from m7_convert.driver import build_forest, emit
@@ -40,7 +41,6 @@ from m7_convert.spec import spec_for
 from m7_convert.verify import probes, xgboost_predict
 from m7_runtime import model as runtime_model
 from m7_runtime import providers
-from onnx import TensorProto, helper, shape_inference
 from zoo import CASES
 
 KERNELS = json.loads((Path(__file__).parent / "data" / "ort_cuda_kernels.json").read_text())
