@@ -319,7 +319,8 @@ def emit_tensor(forest: Forest, *, strategy: str | None = None) -> onnx.ModelPro
     """The tensor-flavor graph of ``forest``; ``strategy`` overrides :func:`choose_strategy` (tests, benchmarks)."""
     chosen = strategy or choose_strategy(forest)
     if chosen not in STRATEGY_FUNCTIONS:
-        raise ValueError(f"unknown tensor strategy {chosen!r}; known: {sorted(STRATEGY_FUNCTIONS)}")
+        known = "; ".join(f"{k}: {v}" for k, v in STRATEGIES.items())
+        raise ConvertError(f"unknown tensor strategy {chosen!r}; known: {known}")
     trees, per_group = slots(forest)
     compact = [_compact(t, forest.n_features) for t in trees]
     present_block = any(bool(np.any(c.column >= 2 * forest.n_features)) for c in compact)
