@@ -117,6 +117,7 @@ class Source:
     schema: Any  # pyarrow.Schema of every column, types as read
     rows: int | None  # known for Parquet from the footers; None for text
     bytes_per_row: float  # on disk (text) or uncompressed (Parquet): sizes blocks of --batch-size rows
+    max_row_group: int = 0  # Parquet: Arrow decodes a row group whole, so memory is bounded by this too
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -181,6 +182,7 @@ def _inspect_parquet(root: Path, files: list[Path]) -> Source:
     schema = None
     rows = 0
     raw_bytes = 0
+    max_group = 0
     for f in files:
         try:
             meta = pq.ParquetFile(f).metadata
@@ -197,8 +199,10 @@ def _inspect_parquet(root: Path, files: list[Path]) -> Source:
                 "every file of a Parquet dataset must have the same columns"
             )
         rows += meta.num_rows
-        raw_bytes += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-    return Source(root, "parquet", tuple(files), schema, rows, raw_bytes / rows if rows else 100.0)
+        groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
+        raw_bytes += sum(g.total_byte_size for g in groups)
+        max_group = max([max_group, *(g.num_rows for g in groups)])
+    return Source(root, "parquet", tuple(files), schema, rows, raw_bytes / rows if rows else 100.0, max_group)
 
 
 # ---- the plan ---------------------------------------------------------------------------
@@ -551,7 +555,10 @@ def iter_batches(source: Source, plan: ScoringPlan, *, batch_rows: int) -> Itera
         pq = _require("pyarrow.parquet")
         for f in source.files:
             try:
-                for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=names, use_threads=True):
+                # pre_buffer=False: the pre-buffer cache keeps every row group read so far until the
+                # file is closed (memory grows with the file); unbuffered reads are faster on local disks.
+                reader = pq.ParquetFile(f, pre_buffer=False)
+                for batch in reader.iter_batches(batch_size=batch_rows, columns=names, use_threads=True):
                     table = pa.Table.from_batches([batch]).select(names)
                     yield table if table.schema == schema else _cast(table, schema, f)
             except (pa.ArrowException, OSError) as exc:
@@ -774,6 +781,13 @@ def score_file(
         raise M7Error(f"the output {out} is the input; write the scores to a new path")
     plan = make_plan(models, columns=source.columns, keep=keep, model_dir=model_dir)
     check_types(plan, source.schema, where=source.path)
+    notes = list(plan.notes)
+    if source.max_row_group > 2 * batch_size:
+        notes.append(
+            f"{source.path} has Parquet row groups of up to {source.max_row_group:,} rows; Arrow decodes a row "
+            f"group whole, so memory follows that, not --batch-size {batch_size:,} (rewrite with smaller row groups)"
+        )
+        log.warning(notes[-1])
     start = time.perf_counter()
     if engine == "dask":
         from . import dask_engine
@@ -803,7 +817,7 @@ def score_file(
         chunks=chunks,
         max_chunk_rows=biggest,
         seconds=time.perf_counter() - start,
-        notes=plan.notes,
+        notes=tuple(notes),
     )
 
 

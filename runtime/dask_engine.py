@@ -256,7 +256,11 @@ def connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
     # Processes, one thread each: each runs its own single-threaded sessions without sharing
     # a GIL, and a model's row chunks need no second thread to keep a core busy.
     cluster = distributed.LocalCluster(
-        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+        n_workers=n,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",  # a free port: never collide with another cluster on this machine
+        silence_logs=logging.ERROR,
     )
     return distributed.Client(cluster), cluster
 
