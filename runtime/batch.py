@@ -127,17 +127,28 @@ class Source:
 def csv_options(*, column_types: Mapping[str, Any] | None = None, include: Sequence[str] | None = None) -> Any:
     """How every CSV is read, by both engines.
 
-    CSV has no null: an empty field, quoted or not, and the usual spellings (NA, NaN, null,
-    ...) read as null, which for ``btc_status`` means "absent" (the ``nan`` one-hot). A
+    Numbers: an empty field and the usual spellings (NA, NaN, null, ...) are missing (NaN).
+    Strings are read literally; :func:`csv_nulls` then turns an empty one-hot input (an empty
+    ``btc_status`` field, which is how pandas writes None) into null, i.e. "absent". So a
     literal empty-string status can be given in Parquet or JSONL, not in CSV.
     """
     pcsv = _require("pyarrow.csv")
     return pcsv.ConvertOptions(
         column_types=dict(column_types or {}),
         include_columns=list(include) if include is not None else None,
-        strings_can_be_null=True,
-        quoted_strings_can_be_null=True,
     )
+
+
+def csv_nulls(table: Any, plan: ScoringPlan) -> Any:
+    """CSV has no null string: an empty one-hot input field means the input is absent."""
+    pa = _pa()
+    pc = _require("pyarrow.compute")
+    for name in plan.categorical:
+        i = table.schema.get_field_index(name)
+        col = table.column(i)
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            table = table.set_column(i, name, pc.if_else(pc.equal(col, ""), pa.scalar(None, col.type), col))
+    return table
 
 
 def inspect_input(path: str | os.PathLike[str]) -> Source:
@@ -583,6 +594,8 @@ def iter_batches(source: Source, plan: ScoringPlan, *, batch_rows: int) -> Itera
         try:
             for batch in reader:
                 table = pa.Table.from_batches([batch]).select(names)
+                if source.format == "csv":
+                    table = csv_nulls(table, plan)
                 for start in range(0, table.num_rows, batch_rows):
                     yield table.slice(start, batch_rows)
         finally:
@@ -791,6 +804,9 @@ def score_file(
     start = time.perf_counter()
     if engine == "dask":
         from . import dask_engine
+
+        if threads is not None:
+            raise M7Error("threads is for the local engine; each Dask worker uses its own thread count")
 
         rows, chunks, biggest = dask_engine.run(
             plan,

@@ -149,6 +149,7 @@ class TextSpec:
     format: str  # csv | jsonl
     header: tuple[str, ...]  # CSV column names (the blocks after the first have no header line)
     schema: Any  # pyarrow.Schema of the columns read, with their types fixed up front
+    plan: ScoringPlan
 
 
 def _line_start(f: Any, offset: int) -> int:
@@ -182,6 +183,7 @@ def read_text_block(block: tuple[int, int], spec: TextSpec) -> Any:
                 read_options=pcsv.ReadOptions(column_names=list(spec.header), use_threads=False),
                 convert_options=batch.csv_options(column_types={f.name: f.type for f in spec.schema}, include=names),
             )
+            table = batch.csv_nulls(table, spec.plan)
         else:
             pjson = batch._require("pyarrow.json")
             table = pjson.read_json(
@@ -210,7 +212,7 @@ def _text_frame(source: Source, plan: ScoringPlan, batch_rows: int) -> Any:
     size = source.path.stat().st_size
     step = batch._block_bytes(source, batch_rows)
     blocks = [(s, min(s + step, size)) for s in range(begin, size, step)] or [(begin, begin)]
-    spec = TextSpec(str(source.path), source.format, header, schema)
+    spec = TextSpec(str(source.path), source.format, header, schema, plan)
     meta = schema.empty_table().to_pandas(types_mapper=pd.ArrowDtype)
     return dd.from_map(read_text_block, blocks, spec=spec, meta=meta, label="m7onnx-read", enforce_metadata=False)
 
@@ -338,11 +340,17 @@ def run(
         _check_workers(client, provider)
         client.subscribe_topic(PROGRESS_TOPIC, lambda event: bar.update(int(event[1])))
         with batch.atomic_output(out) as tmp:
-            if out_format == "parquet":
-                scored.to_parquet(str(tmp), write_index=False, name_function=_part_name, schema=schema)
-                counts = [_rows_of(p) for p in sorted(tmp.glob("part.*.parquet"))]
-            else:
-                counts = _write_text(scored, tmp, out_format, schema)
+            try:
+                if out_format == "parquet":
+                    scored.to_parquet(str(tmp), write_index=False, name_function=_part_name, schema=schema)
+                    counts = [_rows_of(p) for p in sorted(tmp.glob("part.*.parquet"))]
+                else:
+                    counts = _write_text(scored, tmp, out_format, schema)
+            except OSError as exc:  # raised on a worker: usually a path the workers cannot see
+                raise M7Error(
+                    f"a Dask worker could not read or write a file ({exc}); with --scheduler, the input and "
+                    "the output's folder must be on storage every worker sees at the same path"
+                ) from exc
     finally:
         bar.close()
         client.close()

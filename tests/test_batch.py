@@ -404,6 +404,24 @@ def test_absent_columns_equal_absent_keys(frame, models, tmp_path):
     assert any("'btc_status'" in n and "'nan'" in n for n in result.notes)
 
 
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_csv_strings_are_literal_except_an_empty_one_hot_input(engine, frame, models, tmp_path, request):
+    """CSV has no null: an empty btc_status (pandas' None) is absent; "NA" is the literal string "NA"."""
+    statuses = [None, "NA", "bullish", "nan", "null", "ish"]
+    rows = frame.iloc[: len(statuses) * 3].reset_index(drop=True)
+    rows = rows.assign(btc_status=[statuses[i % len(statuses)] for i in range(len(rows))], symbol="NA")
+    src = tmp_path / "rows.csv"
+    rows.to_csv(src, index=False)
+    kwargs = {"engine": engine, "scheduler": request.getfixturevalue("cluster")} if engine == "dask" else {}
+    out = tmp_path / "o.parquet"
+    score([SPEND], input=src, output=out, keep=["symbol", "btc_status"], **kwargs)
+    got = read_output(out)
+    assert got["symbol"].tolist() == ["NA"] * len(rows)
+    assert _strings(got["btc_status"]) == _strings(rows["btc_status"])
+    expected = [models[SPEND].predict_one(_as_mapping(r)) for _, r in rows.iterrows()]
+    np.testing.assert_array_equal(got[SPEND].to_numpy(), np.array(expected, dtype=np.float32))
+
+
 def test_a_numeric_btc_status_is_refused_up_front(frame, tmp_path):
     rows = frame.iloc[:50].assign(btc_status=1.0)
     out = tmp_path / "o.parquet"
@@ -632,6 +650,8 @@ def test_benchmark_script_runs_on_a_tiny_configuration(tmp_path):
             "2",
             "--workers",
             "1",
+            "--local-threads",
+            "2",
             "--data-dir",
             str(tmp_path / "data"),
             "--results",
