@@ -26,6 +26,7 @@ import itertools
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -123,12 +124,17 @@ def run_once(
     cmd += ["--keep", "row_id", "--model-dir", str(model_dir), "--batch-size", str(batch_size), "--json", "--quiet"]
     cmd += ["--engine", "dask", "--workers", str(parallel)] if engine == "dask" else ["--threads", str(parallel)]
     load_before = os.getloadavg()[0]
+    # CPU time of the whole tree (the CLI and, once reaped, its LocalCluster processes): unlike
+    # rows/s it does not depend on how much of the machine other jobs leave free.
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sampler = PeakRSS(proc.pid)
     stdout, stderr = proc.communicate()
     wall = time.perf_counter() - start
     peak = sampler.stop()
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{stderr}")
     summary = json.loads(stdout)
@@ -143,6 +149,8 @@ def run_once(
         "wall_seconds_with_startup": round(wall, 3),
         "rows_per_second": summary["rows_per_second"],
         "peak_rss_mb": round(peak / 2**20, 1),
+        "cpu_seconds": round(cpu, 2),
+        "rows_per_cpu_second": round(summary["rows"] / cpu, 1) if cpu > 0 else None,
         "load_average_before": round(load_before, 2),
         "load_average_after": round(os.getloadavg()[0], 2),
     }
@@ -159,13 +167,15 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         f"Input: {cfg['files']} Parquet files, row groups of {cfg['row_group']:,} rows; "
         f"--batch-size {cfg['batch_size']:,}; output: row_id + one column per model.",
         "",
-        "| engine | parallelism | rows/s | seconds | peak RSS (MB, process tree) | load avg before → after |",
-        "| --- | --- | ---: | ---: | ---: | --- |",
+        "| engine | parallelism | rows/s | seconds | CPU seconds | rows per CPU-second | peak RSS (MB, process tree) "
+        "| load avg before → after |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results["runs"]:
         par = f"{r['workers']} worker(s) x 1 thread" if r["engine"] == "dask" else f"{r['threads']} thread(s)"
         lines.append(
-            f"| {r['engine']} | {par} | {r['rows_per_second']:,.0f} | {r['seconds']:.1f} | {r['peak_rss_mb']:,.0f} "
+            f"| {r['engine']} | {par} | {r['rows_per_second']:,.0f} | {r['seconds']:.1f} | {r['cpu_seconds']:.0f} "
+            f"| {r['rows_per_cpu_second'] or 0:,.0f} | {r['peak_rss_mb']:,.0f} "
             f"| {r['load_average_before']} → {r['load_average_after']} |"
         )
     if results.get("note"):
@@ -173,6 +183,8 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     lines += [
         "",
         "Seconds are the engine's wall time (for Dask including starting and stopping its LocalCluster).",
+        "CPU seconds are user + system time of every process of the run (interpreter start-up included);",
+        "rows per CPU-second is the engines' efficiency, whatever share of the machine they got.",
         "Peak RSS sums every process of the run; Dask's worker processes each hold their own copy of the",
         "libraries and models, so shared pages are counted once per process.",
     ]

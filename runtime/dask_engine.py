@@ -334,10 +334,11 @@ def run(
         score_partition, plan, dask.delayed(bundle, pure=True), provider, meta=meta, enforce_metadata=False
     )
     client, cluster = connect(scheduler, workers)
-    n_workers = len(client.scheduler_info().get("workers", {}))
-    bar = batch.progress_bar(source.rows, enabled=progress, desc=f"scoring on {n_workers} workers")
+    bar: Any = batch.progress_bar(0, enabled=False, desc="")
     try:
         _check_workers(client, provider)
+        n_workers = len(client.scheduler_info().get("workers", {}))
+        bar = batch.progress_bar(source.rows, enabled=progress, desc=f"scoring on {n_workers} workers")
         client.subscribe_topic(PROGRESS_TOPIC, lambda event: bar.update(int(event[1])))
         with batch.atomic_output(out) as tmp:
             try:

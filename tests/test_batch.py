@@ -672,6 +672,7 @@ def test_benchmark_script_runs_on_a_tiny_configuration(tmp_path):
         assert r["rows"] == 20000
         assert r["rows_per_second"] > 0
         assert r["peak_rss_mb"] > 0
+        assert r["cpu_seconds"] > 0
     assert (tmp_path / "results" / "batch_scoring.md").read_text().count("|") > 10
     assert (tmp_path / "results" / "batch_scoring_scaling.png").stat().st_size > 1000
     assert MODELS.is_dir()
