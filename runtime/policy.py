@@ -54,6 +54,21 @@ class OneHot:
             return tuple(1.0 if c.endswith(value) else 0.0 for c in self.columns)
         return tuple(1.0 if c == f"{self.input}_{value}" else 0.0 for c in self.columns)
 
+    def encode_column(self, values: np.ndarray) -> np.ndarray:
+        """:meth:`encode` for a column: each distinct value is encoded once, then gathered.
+
+        A category column has few distinct values, so the per-row work is one dict lookup
+        done by ``map`` in C rather than a Python-level loop.
+        """
+        cells = values.tolist()
+        try:
+            distinct = list(dict.fromkeys(cells))
+        except TypeError:  # an unhashable cell (a list, a dict): encode() names it
+            distinct = [next(v for v in cells if not isinstance(v, (str, float, type(None))))]
+        table = np.array([self.encode(v) for v in distinct], dtype=np.float32).reshape(-1, len(self.columns))
+        position = {v: i for i, v in enumerate(distinct)}
+        return table[np.fromiter(map(position.__getitem__, cells), dtype=np.intp, count=len(cells))]
+
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> OneHot:
         _check_keys(d, {"input", "columns", "default", "match"}, "one_hot")
@@ -163,13 +178,7 @@ class InputPolicy:
             values = np.asarray(raw, dtype=object)
             if values.shape != (n_rows,):
                 raise M7Error(f"column {o.input!r} has shape {values.shape}, expected ({n_rows},)")
-            codes = {}
-            cells = np.empty((n_rows, len(o.columns)), dtype=np.float32)
-            for r, v in enumerate(values):
-                key = "\0absent" if _is_absent(v) else v
-                if key not in codes:
-                    codes[key] = o.encode(v)
-                cells[r] = codes[key]
+            cells = o.encode_column(values)
             for j, c in enumerate(o.columns):
                 if c in index:
                     out[:, index[c]] = cells[:, j]
