@@ -28,15 +28,8 @@ import m7_runtime
 from conftest import MODELS, ONNX, ROOT, build_case, import_make_models
 from m7_runtime import M7Error, batch
 from m7_runtime.cli import main as cli_main
+from m7_runtime.market7 import CONFIDENCE, DCA_SPEND, LEGACY, RECOVERY, SAFU, SPEND
 
-RECOVERY, CONFIDENCE, SPEND, DCA_SPEND, SAFU, LEGACY = (
-    "xgb_recovery_model",
-    "xgb_confidence_model",
-    "xgb_spend_model",
-    "xgb_dca_spend_model",
-    "safu_exit_model",
-    "xgb_model",
-)
 ALL = [RECOVERY, CONFIDENCE, SPEND, DCA_SPEND, SAFU, LEGACY]
 ROWS_PER_FILE = 2000
 N_FILES = 3

@@ -22,22 +22,11 @@ from hypothesis import strategies as st
 import m7_runtime
 import market7_callsites as callsites
 from conftest import MODELS, ONNX
-from m7_runtime import market7
 
 #: values beyond float32 (1e39) become inf when cast, exactly as xgboost casts them
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 
-DROP_INS = {
-    "xgb_recovery_model": (market7.predict_recovery_odds, callsites.predict_recovery_odds),
-    "xgb_confidence_model": (market7.predict_confidence_score, callsites.predict_confidence_score),
-    "xgb_spend_model": (market7.predict_spend_volume, callsites.predict_spend_volume),
-    "xgb_dca_spend_model": (
-        lambda f, **kw: market7.predict_spend_volume(f, use_dca_model=True, **kw),
-        lambda f: callsites.predict_spend_volume(f, use_dca_model=True),
-    ),
-    "safu_exit_model": (market7.predict_safu_exit, callsites.predict_safu_exit),
-    "xgb_model": (market7.predict_legacy, callsites.predict_legacy),
-}
+DROP_INS = callsites.drop_in_pairs()
 MODELS_ = {name: m7_runtime.load(ONNX / f"{name}.manifest.json", provider="cpu") for name in DROP_INS}
 SETTINGS = settings(
     max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow], database=None
