@@ -150,9 +150,10 @@ def variant_graph(forest: Any, *, perfect: bool = False, negate: bool = False, s
     ``shards``: the trees split into that many TreeEnsembleRegressor nodes added together
     (a different float32 summation order: not exact, measured for speed only).
     """
+    from onnx import helper
+
     from m7_convert import graph
     from m7_convert.emit_tree import tree_arrays
-    from onnx import helper
 
     if perfect:
         depth = forest.max_depth()
@@ -376,9 +377,10 @@ def exp_row_order(cfg: argparse.Namespace) -> dict[str, Any]:
 
 def exp_single_row_call(cfg: argparse.Namespace) -> dict[str, Any]:
     """The cost of one 1-row call: session.run vs I/O binding vs predict_one; and per graph node."""
-    import m7_runtime
     import onnx
     from onnx import helper
+
+    import m7_runtime
 
     model = m7_runtime.load(common.ONNX / f"{common.HEADLINE}.manifest.json", provider="cpu")
     row = common.snapshot_rows(1, seed=3)[0]

@@ -55,10 +55,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.set_defaults(run=_verify)
 
 
+def _warn_trust(args: argparse.Namespace) -> None:
+    if args.trust_pickle:
+        print(
+            "WARNING: --trust-pickle lifts the pickle allow-list: a pickle can now run any code it holds, "
+            "with your permissions. Use it only for files you wrote yourself.",
+            file=sys.stderr,
+        )
+
+
 def _convert(args: argparse.Namespace) -> int:
     if args.name and len(args.sources) > 1:
         raise M7Error("--name applies to one SRC; drop it to name each artifact after its source")
-    flavors = flavor_names() if args.flavor == "all" else (args.flavor,)
+    flavors = "all" if args.flavor == "all" else (args.flavor,)
+    _warn_trust(args)
     failures = 0
     for src in args.sources:
         try:
@@ -86,6 +96,8 @@ def _convert(args: argparse.Namespace) -> int:
             f"ok   {result.name}: {', '.join(p.name for p in result.paths)} "
             f"(parity on {rows} rows, max rel error {worst:.2e})"
         )
+        for flavor, why in result.skipped.items():
+            print(f"     {result.name}: no {flavor} flavor: {why}")
     return 1 if failures else 0
 
 
@@ -100,6 +112,7 @@ def _manifests(target: Path) -> list[Path]:
 
 def _verify(args: argparse.Namespace) -> int:
     manifests = _manifests(args.target)
+    _warn_trust(args)
     if args.source and len(manifests) > 1:
         raise M7Error("--source applies to one manifest")
     reports = []

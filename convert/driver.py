@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import onnx
+
+from m7_runtime.manifest import contract as artifact_contract
 from m7_runtime.policy import InputPolicy
 
 from . import graph
+from .emit_tensor import emit_tensor, tensor_facts
 from .emit_tree import emit_tree
-from .errors import ConvertError, ParityError
+from .errors import ConvertError, ParityError, UnsupportedModelError
 from .ir import Forest, from_booster_json
 from .load import Source, load_source
 from .spec import ModelSpec, spec_for
 from .verify import FlavorReport, probes, verify_graph
-from .write import build_manifest, write_artifacts
+from .write import build_manifest, stamp_contract, write_artifacts
 
 #: flavor name -> emitter; one function per flavor, from the same IR
-EMITTERS: dict[str, Callable[[Forest], onnx.ModelProto]] = {"tree": emit_tree}
+EMITTERS: dict[str, Callable[[Forest], onnx.ModelProto]] = {"tree": emit_tree, "tensor": emit_tensor}
 
 
 def flavor_names() -> tuple[str, ...]:
@@ -33,6 +36,7 @@ class Conversion:
     paths: list[Path]
     manifest: dict[str, Any]
     reports: dict[str, FlavorReport]
+    skipped: dict[str, str] = field(default_factory=dict)  # flavor -> why ``all`` left it out
 
 
 def task_of(source: Source, forest: Forest) -> str:
@@ -71,7 +75,33 @@ def emit(source: Source, forest: Forest, flavor: str) -> onnx.ModelProto:
         from .pipeline import prepend_preprocessor
 
         model = prepend_preprocessor(source.preprocessor, model, n_features=int(source.preprocessor.n_features_in_))
+        foreign = sorted({f"{n.domain}.{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx")})
+        if flavor == "tensor" and foreign:
+            raise UnsupportedModelError(
+                f"the pipeline's preprocessing converts to {', '.join(foreign)}, which onnxruntime's CUDA provider "
+                "does not implement; the tensor flavor must be standard ONNX only (convert with --flavor tree)"
+            )
+        if flavor == "tensor":  # skl2onnx imports ai.onnx.ml even when no step uses it
+            standard = [o for o in model.opset_import if o.domain in ("", "ai.onnx")]
+            del model.opset_import[:]
+            model.opset_import.extend(standard)
+            onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def _emit_all(source: Source, forest: Forest, flavors: Sequence[str] | str) -> tuple[dict, dict[str, str]]:
+    """Emit the requested flavors. With ``"all"``, a flavor that cannot represent the model is skipped (and why)."""
+    wanted = flavor_names() if flavors == "all" else tuple(flavors)
+    models: dict[str, onnx.ModelProto] = {}
+    skipped: dict[str, str] = {}
+    for flavor in wanted:
+        try:
+            models[flavor] = emit(source, forest, flavor)
+        except UnsupportedModelError as exc:
+            if flavors != "all" or flavor == "tree":
+                raise
+            skipped[flavor] = str(exc)
+    return models, skipped
 
 
 def convert(
@@ -79,7 +109,7 @@ def convert(
     *,
     out_dir: str | Path,
     name: str | None = None,
-    flavors: Sequence[str] = ("tree",),
+    flavors: Sequence[str] | str = "all",
     spec_path: str | Path | None = None,
     trust_pickle: bool = False,
     missing: float | None = None,
@@ -87,6 +117,10 @@ def convert(
     seed: int = 0,
 ) -> Conversion:
     """Convert one model file; write artifacts only if every flavor passes parity.
+
+    ``flavors``: ``"all"`` (every flavor that can represent the model: the tree flavor,
+    and the tensor flavor unless a Pipeline's preprocessing needs ai.onnx.ml operators),
+    or a sequence of flavor names, each of which must succeed.
 
     Raises :class:`ParityError` (with the report of the worst rows) when a flavor disagrees
     with xgboost beyond ``|onnx - ref| <= 1e-5 * max(1, |ref|)``; nothing is written then.
@@ -101,7 +135,17 @@ def convert(
     if spec and spec.task and spec.task != task:
         raise ConvertError(f"{name}: the spec says task {spec.task!r}, the model is {task!r} ({source.model_class})")
 
-    models = {flavor: emit(source, forest, flavor) for flavor in flavors}
+    policy = spec.policy if spec else InputPolicy()
+    contract = artifact_contract(
+        features=features,
+        task=task,
+        n_outputs=forest.n_outputs,
+        input_name=graph.INPUT,
+        output_name=graph.OUTPUT,
+        policy=policy,
+    )
+    models, skipped = _emit_all(source, forest, flavors)
+    models = {flavor: stamp_contract(m, contract) for flavor, m in models.items()}
     blobs = {flavor: m.SerializeToString() for flavor, m in models.items()}
     probe_rows = probes(forest, n_random=n_random, seed=seed)
     reports = {}
@@ -122,13 +166,15 @@ def convert(
         source=source,
         forest=forest,
         features=features,
-        policy=spec.policy if spec else InputPolicy(),
+        policy=policy,
         flavors=blobs,
         opsets={f: graph.opsets_of(m) for f, m in models.items()},
         parity=parity,
         out_dir=out_dir,
+        flavor_facts={f: tensor_facts(m, forest) for f, m in models.items() if f == "tensor"},
+        skipped_flavors=skipped,
     )
-    return Conversion(name, write_artifacts(out_dir, name, blobs, manifest), manifest, reports)
+    return Conversion(name, write_artifacts(out_dir, name, blobs, manifest), manifest, reports, skipped)
 
 
 def _verify_pipeline(

@@ -10,7 +10,6 @@ carries xgboost's default direction. Only nodes reachable from each root are emi
 from __future__ import annotations
 
 import numpy as np
-
 import onnx
 from onnx import helper
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 import onnx
-from m7_runtime import __version__
 from onnx import TensorProto, helper, numpy_helper
+
+from m7_runtime import __version__
 
 OPSET = 17
 ML_OPSET = 3

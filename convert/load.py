@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +55,16 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _is_json(data: bytes) -> bool:
+    """JSON text and UBJSON both open with ``{``; UBJSON follows it with a type marker."""
+    return data[:1] == b"{" and data[1:2] in (b'"', b" ", b"\n", b"\r", b"\t", b"}")
+
+
 def _decode_document(data: bytes, what: str) -> dict[str, Any]:
     """JSON or UBJSON bytes -> the model document (unwrapping a pickle snapshot's "Model")."""
     data = bytes(data)
     try:
-        if data[:1] == b"{" and data[1:2] in (b'"', b" ", b"\n", b"\r", b"\t", b"}"):
+        if _is_json(data):
             doc = json.loads(data)
         elif data[:1] == b"{":
             doc = ubjson.loads(data)
@@ -72,6 +77,8 @@ def _decode_document(data: bytes, what: str) -> dict[str, Any]:
             raise SourceError(f"{what} is neither JSON nor UBJSON (starts with {data[:8]!r})")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SourceError(f"{what} is not valid JSON ({exc}): truncated?") from exc
+    except RecursionError:
+        raise SourceError(f"{what} nests containers deeper than any model does: corrupted or hostile") from None
     if isinstance(doc, dict) and "Model" in doc:  # memory snapshot: {"Config": ..., "Model": ...}
         doc = doc["Model"]
     if not isinstance(doc, dict) or "learner" not in doc:
@@ -107,6 +114,8 @@ def _from_booster(booster: Pickled, what: str) -> tuple[dict[str, Any], dict[str
     handle = state.get("handle")
     if handle is None:
         raise SourceError(f"{what} holds an empty Booster (was the model fitted?)")
+    if not isinstance(handle, (bytes, bytearray, memoryview)):  # bytes(10**10) would allocate 10 GB
+        raise SourceError(f"{what} holds a Booster whose model is a {type(handle).__name__}, not its bytes")
     return _decode_document(bytes(handle), f"the booster inside {what}"), state
 
 
@@ -173,9 +182,9 @@ def load_source(path: str | Path, *, trust_pickle: bool = False, missing: float 
         raise SourceError(f"{path} is empty")
     what = path.name
     base: dict[str, Any] = {"path": path, "sha256": sha256_bytes(data)}
-    if data[:1] == b"{":
+    if data[:1] == b"{" or data[:4] == b"binf":
         doc = _decode_document(data, what)
-        fmt = "json" if data[1:2] in (b'"', b" ", b"\n", b"\r", b"\t", b"}") else "ubj"
+        fmt = "json" if _is_json(data) else "ubj"
         wrapper = _sklearn_attrs(doc).get("_estimator_type")
         source = Source(
             **base,
@@ -188,12 +197,9 @@ def load_source(path: str | Path, *, trust_pickle: bool = False, missing: float 
             iteration_range=_best_rounds(doc, None) if wrapper else None,
             feature_names=_names(doc["learner"].get("feature_names")),
         )
-    elif data[:4] == b"binf":
-        _decode_document(data, what)  # raises with the how-to
-        raise AssertionError("unreachable")
     else:
         obj, seen = safe_pickle.load(data, trust=trust_pickle, what=what)
         source = _source_from_object(obj, {**base, "format": "pickle", "pickle_globals": frozenset(seen)}, what)
     if missing is not None:
-        source = Source(**{**source.__dict__, "missing": float(missing)})
+        source = replace(source, missing=float(missing))
     return source

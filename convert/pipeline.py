@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 import onnx
 from onnx import compose, helper
 
@@ -20,7 +19,7 @@ from .errors import UnsupportedModelError
 from .load import Source
 from .verify import Probes, random_rows
 
-_DIVIDING_SCALERS = {"StandardScaler", "RobustScaler", "MinMaxScaler", "MaxAbsScaler"}
+_DIVIDING_SCALERS = {"StandardScaler", "RobustScaler", "MaxAbsScaler"}  # skl2onnx offers "div" for these
 
 
 def prepend_preprocessor(preprocessor: Any, trees: onnx.ModelProto, *, n_features: int) -> onnx.ModelProto:

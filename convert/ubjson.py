@@ -34,6 +34,8 @@ class _Reader:
         self.pos = 0
 
     def take(self, n: int) -> memoryview:
+        if n < 0:  # a negative length would move the reader backwards: an endless loop on hostile bytes
+            raise SourceError(f"UBJSON: negative length {n} at byte {self.pos}: the file is corrupted")
         end = self.pos + n
         if end > len(self.data):
             raise SourceError(f"UBJSON ends early at byte {self.pos} (wanted {n} more bytes): the file is truncated")

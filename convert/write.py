@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from m7_runtime import __version__
-from m7_runtime.manifest import FLAVOR_SUFFIX, MANIFEST_SUFFIX, SCHEMA_VERSION
+from m7_runtime.manifest import CONTRACT_KEY, FLAVOR_SUFFIX, MANIFEST_SUFFIX, SCHEMA_VERSION, contract_json
 from m7_runtime.policy import InputPolicy
 
 from . import graph
@@ -71,7 +72,17 @@ def build_manifest(
     opsets: dict[str, dict[str, int]],
     parity: dict[str, Any],
     out_dir: Path,
+    flavor_facts: dict[str, dict[str, Any]] | None = None,
+    skipped_flavors: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """The manifest (DESIGN.md, "Artifacts").
+
+    ``flavor_facts`` adds flavor-specific entries to that flavor's record (the tensor
+    flavor's strategy and memory per row, which the runtime's chunking reads);
+    ``skipped_flavors`` names flavors that were asked for with ``all`` but cannot
+    represent this model, and why.
+    """
+    facts = flavor_facts or {}
     missing = None if np.isnan(forest.missing) else forest.missing
     return {
         "schema_version": SCHEMA_VERSION,
@@ -94,9 +105,11 @@ def build_manifest(
                 "sha256": hashlib.sha256(data).hexdigest(),
                 "bytes": len(data),
                 "opsets": opsets[flavor],
+                **facts.get(flavor, {}),
             }
             for flavor, data in flavors.items()
         },
+        **({"skipped_flavors": dict(skipped_flavors)} if skipped_flavors else {}),
         "source": {
             "file": source.path.name,
             "path": _relpath(source.path, out_dir),
@@ -126,6 +139,19 @@ def build_manifest(
         "converter": library_versions(),
         "created_utc": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
     }
+
+
+def stamp_contract(model: onnx.ModelProto, contract: dict[str, Any]) -> onnx.ModelProto:
+    """Write the artifact's contract (:func:`m7_runtime.manifest.contract`) into the ONNX metadata.
+
+    The manifest's sha256 then covers it, and the runtime refuses a manifest that disagrees
+    with the ONNX it names (features reordered, policy or task edited, files swapped).
+    """
+    for entry in list(model.metadata_props):
+        if entry.key == CONTRACT_KEY:
+            model.metadata_props.remove(entry)
+    model.metadata_props.add(key=CONTRACT_KEY, value=contract_json(contract))
+    return model
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

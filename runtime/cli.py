@@ -128,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--provider", default="cpu", choices=["cpu", "cuda", "auto"])
     pred.add_argument("--json", action="store_true", help="print JSON")
     pred.set_defaults(run=_predict)
+    from . import batch  # numpy + the runtime only; pyarrow, tqdm and dask load when `score` runs
+
+    score = sub.add_parser("score", help="score Parquet/CSV/JSONL files with one or more models (local or Dask)")
+    batch.add_cli_arguments(score)
+    score.set_defaults(run=batch.run_cli)
     return parser
 
 

@@ -145,21 +145,45 @@ def _predict(
         log.error(f"Failed to load {what} model: {e}")
         return None
     if features.__class__ is not dict and not isinstance(features, Mapping):
-        log.error(
-            f"{what[0].upper()}{what[1:]} prediction failed: features must be a mapping, got {type(features).__name__}"
-        )
-        return None
+        row = _as_mapping(features)
+        if row is None:
+            log.error(f"{_failed(what)}: features must be a mapping, got {type(features).__name__}")
+            return None
+        features = row
     try:
         return float(model.predict_one(features))
     except Exception as e:
         # The map checks for missing features before predicting; predict_one refuses a row
-        # without them, so the (rarer) check runs here, after the failure, and says the same.
-        if missing_message is not None and model.policy.on_missing == "reject":
-            missing_features = set(model.policy.required(model.feature_names)) - set(features.keys())
-            if missing_features:
-                log.warning(missing_message.format(missing_features=missing_features))
-                return None
-        log.error(f"{what[0].upper()}{what[1:]} prediction failed: {e}")
+        # without them, so that (rarer) check runs here, after the refusal, and says the same.
+        error: Exception = e
+        try:  # a hostile or broken mapping (keys() raising) must not escape either
+            if missing_message is not None and model.policy.on_missing == "reject":
+                missing_features = set(model.policy.required(model.feature_names)) - set(features.keys())
+                if missing_features:
+                    log.warning(missing_message.format(missing_features=missing_features))
+                    return None
+        except Exception as inner:
+            error = inner
+        log.error(f"{_failed(what)}: {error}")
+        return None
+
+
+def _failed(what: str) -> str:
+    return f"{what[0].upper()}{what[1:]} prediction failed"
+
+
+def _as_mapping(obj: Any) -> dict[Any, Any] | None:
+    """A mapping-like row the map's call sites also accept (``features.keys()``, ``features[f]``).
+
+    A pandas Series from ``df.iterrows()`` is the usual one: the original utilities predict
+    on it, so the drop-ins do too. Anything without ``keys()`` (list, str, None...) -> None.
+    """
+    keys = getattr(obj, "keys", None)
+    if not callable(keys) or isinstance(obj, (str, bytes)):
+        return None
+    try:
+        return {k: obj[k] for k in keys()}
+    except Exception:
         return None
 
 

@@ -38,6 +38,10 @@ _FAST = frozenset({float, int})  # values taken as they are on the hot path
 _fast_types = _FAST.issuperset
 CHUNK_ROWS = 4096  # rows per task when a batch is split across threads
 _RANGE_BATCH = 4096  # predict_one rows queued before their out-of-range count is taken
+#: Tensor flavor: the bytes of intermediate tensors one run may hold, by provider. A run
+#: takes floor(budget / the manifest's ``bytes_per_row``) rows; the CPU runs at most
+#: ``threads`` at once, CUDA one. 16 MiB is also where CPU runs are fastest (NOTES.md).
+TENSOR_RUN_BYTES = {"cpu": 16 * 2**20, "cuda": 256 * 2**20}
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 
@@ -86,9 +90,15 @@ class Sessions:
 class Model:
     """One Market7 model. ``predict`` is the model; ``predict_one`` and ``score`` add its caller policy."""
 
-    def __init__(self, manifest: Manifest, sessions: Sessions, *, threads: int | None = None) -> None:
+    def __init__(
+        self, manifest: Manifest, sessions: Sessions, *, threads: int | None = None, bulk: Sessions | None = None
+    ) -> None:
         self.manifest = manifest
         self._sessions = sessions
+        tensor = manifest.raw["flavors"].get("tensor", {})
+        self._tensor_bytes_per_row = int(tensor.get("bytes_per_row") or 0)
+        self._bulk = bulk  # the tensor flavor on the CPU, for batches of at least _bulk_min_rows
+        self._bulk_min_rows = int(tensor["cpu_min_rows"]) if bulk is not None else None
         self.threads = max(1, threads or os.cpu_count() or 1)
         self.name = manifest.name
         self.feature_names: tuple[str, ...] = manifest.features
@@ -134,6 +144,18 @@ class Model:
     @property
     def task(self) -> str:
         return self.manifest.task
+
+    def flavor_for(self, n_rows: int) -> str:
+        """The flavor a batch of ``n_rows`` runs: on the CPU, large batches use the tensor flavor when faster."""
+        if self._bulk_min_rows is not None and n_rows >= self._bulk_min_rows:
+            return "tensor"
+        return self.flavor
+
+    def rows_per_run(self, provider: str) -> int:
+        """Rows in one tensor-flavor run on ``provider`` ("cpu" or "cuda"): the memory bound, see TENSOR_RUN_BYTES."""
+        if not self._tensor_bytes_per_row:
+            return CHUNK_ROWS
+        return max(1, TENSOR_RUN_BYTES[provider] // self._tensor_bytes_per_row)
 
     # ---- batch -------------------------------------------------------------------
     def _matrix(self, X: Any) -> np.ndarray:
@@ -186,6 +208,9 @@ class Model:
         n = len(x)
         if n == 0:
             return np.empty((0, self.manifest.n_outputs) if self._multi else (0,), dtype=np.float32)
+        sessions = self._bulk if self.flavor_for(n) == "tensor" and self._bulk is not None else self._sessions
+        if sessions.placement.flavor == "tensor":
+            return self._run_bounded(sessions, x)
         sess = self._sessions.get()
         tasks = min(self.threads, -(-n // CHUNK_ROWS))
         if tasks <= 1 or self._sessions.placement.provider == "cuda":
@@ -193,6 +218,22 @@ class Model:
         bounds = np.linspace(0, n, tasks + 1).astype(int)
         parts = _thread_pool().map(lambda ab: self._run(sess, x[ab[0] : ab[1]]), itertools.pairwise(bounds))
         return np.concatenate(list(parts))
+
+    def _run_bounded(self, sessions: Sessions, x: np.ndarray) -> np.ndarray:
+        """Tensor flavor: runs of at most rows_per_run rows, so intermediates stay within TENSOR_RUN_BYTES per run.
+
+        On the CPU up to ``threads`` runs are in flight (each thread takes every threads-th
+        run, in order); on CUDA one at a time.
+        """
+        sess = sessions.get()
+        provider = sessions.placement.provider
+        n, rows = len(x), self.rows_per_run(provider)
+        runs = [(a, min(a + rows, n)) for a in range(0, n, rows)]
+        lanes = 1 if provider == "cuda" else min(self.threads, len(runs))
+        if lanes == 1:
+            return np.concatenate([self._run(sess, x[a:b]) for a, b in runs])
+        parts = list(_thread_pool().map(lambda i: [self._run(sess, x[a:b]) for a, b in runs[i::lanes]], range(lanes)))
+        return np.concatenate([parts[j % lanes][j // lanes] for j in range(len(runs))])
 
     def _run(self, sess: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
         try:
@@ -249,8 +290,11 @@ class Model:
             view, buf, out, run = self._local.row = self._row_runner()
         try:
             self._pack(view, 0, *vals)  # float64/int -> float32 as C rounds, like numpy's cast
-        except OverflowError:  # beyond float32's range: numpy's cast (inf) decides, as in batches
-            buf[0] = vals
+        except (OverflowError, struct.error):  # beyond float32's range: numpy's cast (inf) decides, as in batches
+            try:
+                buf[0] = vals
+            except (OverflowError, TypeError, ValueError):  # an int beyond float range: name it
+                buf[0] = [to_float(f, v) for f, v in zip(self.feature_names, vals, strict=True)]
         try:
             run()
         except Exception as exc:  # onnxruntime's own exception types
@@ -380,7 +424,10 @@ def load(
     threads: int | None = None,
     _cache: dict[tuple[str, Placement], Sessions] | None = None,
 ) -> Model:
-    """Load one artifact (a manifest, or the ``.onnx`` beside one) after checking its hash."""
+    """Load one artifact (a manifest, or the ``.onnx`` beside one) after checking its hash and contract.
+
+    ``artifact_bytes`` verifies every manifest, even when byte-identical artifacts share a session.
+    """
     manifest = Manifest.read(path)
     placement = place(provider, flavors=tuple(manifest.flavors), flavor=flavor)
     data = manifest.artifact_bytes(placement.flavor)
@@ -389,24 +436,34 @@ def load(
         sessions = _cache[key]
     else:
         sessions = Sessions(data, placement)
-        _check_width(manifest, data)
         if _cache is not None:
             _cache[key] = sessions
     if placement.provider == "cuda":
         sessions.get()  # create now, so Model.provider reports a fallback at once
-    return Model(manifest, sessions, threads=threads)
+    return Model(manifest, sessions, threads=threads, bulk=_cpu_tensor(manifest, placement, flavor, _cache))
 
 
-def _check_width(manifest: Manifest, data: bytes) -> None:
-    """The graph's input width must be the manifest's feature count (cheap: reads the header only)."""
-    from . import onnx_meta
+def _cpu_tensor(
+    manifest: Manifest, placement: Placement, forced: str | None, cache: dict[tuple[str, Placement], Sessions] | None
+) -> Sessions | None:
+    """The tensor flavor's CPU sessions, for large batches, when the manifest says it is faster there.
 
-    width = onnx_meta.input_width(data)
-    if width is not None and width != len(manifest.features):
-        raise M7Error(
-            f"{manifest.path.name}: the ONNX input takes {width} features but the manifest lists "
-            f"{len(manifest.features)}; the pair does not belong together"
-        )
+    The converter records ``cpu_min_rows`` (measured: benchmarks/NOTES.md, "Tensor flavor");
+    margins are bit-identical between the flavors, so only speed differs. Not when a
+    flavor was forced, and not on CUDA (which runs the tensor flavor for everything).
+    """
+    if placement.provider != "cpu" or forced is not None or placement.flavor == "tensor":
+        return None
+    if manifest.raw["flavors"].get("tensor", {}).get("cpu_min_rows") is None:
+        return None
+    cpu = Placement("cpu", "tensor", placement.ort_providers)
+    key = (manifest.flavors["tensor"].sha256, cpu)
+    if cache is not None and key in cache:
+        return cache[key]
+    sessions = Sessions(manifest.artifact_bytes("tensor"), cpu)
+    if cache is not None:
+        cache[key] = sessions
+    return sessions
 
 
 def load_dir(

@@ -1,10 +1,11 @@
-"""Read an ONNX graph's input width from its bytes, without the onnx package or a session.
+"""Read an ONNX graph's input width and metadata from its bytes, without the onnx package or a session.
 
 Loading checks that the graph and the manifest agree before any session exists (sessions
 are created on first use). The protobuf walk follows only the path
 ModelProto.graph(7) -> GraphProto.input(11) -> ValueInfoProto.type(2) ->
-TypeProto.tensor_type(1) -> shape(2) -> dim(1) -> dim_value(1), skipping everything else
-by its length, so it costs microseconds even for large forests.
+TypeProto.tensor_type(1) -> shape(2) -> dim(1) -> dim_value(1), and
+ModelProto.metadata_props(14) -> StringStringEntryProto key(1) / value(2), skipping
+everything else by its length, so it costs microseconds even for large forests.
 """
 
 from __future__ import annotations
@@ -70,4 +71,17 @@ def input_width(data: bytes) -> int | None:
                 return int(v)
         return None
     except ValueError:
+        return None
+
+
+def metadata(data: bytes) -> dict[str, str] | None:
+    """The model's ``metadata_props`` as a dict, or None if the bytes are not a readable ModelProto."""
+    try:
+        out: dict[str, str] = {}
+        for field, wire, entry in _fields(memoryview(data)):
+            if field == 14 and wire == 2:
+                kv = {f: bytes(v).decode("utf-8") for f, w, v in _fields(entry) if f in (1, 2) and w == 2}
+                out[kv.get(1, "")] = kv.get(2, "")
+        return out
+    except (ValueError, UnicodeDecodeError):
         return None

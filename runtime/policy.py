@@ -8,6 +8,7 @@ one set of rules: :meth:`InputPolicy.row` for the single-row hot path and
 
 from __future__ import annotations
 
+import decimal
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -53,6 +54,21 @@ class OneHot:
             return tuple(1.0 if c.endswith(value) else 0.0 for c in self.columns)
         return tuple(1.0 if c == f"{self.input}_{value}" else 0.0 for c in self.columns)
 
+    def encode_column(self, values: np.ndarray) -> np.ndarray:
+        """:meth:`encode` for a column: each distinct value is encoded once, then gathered.
+
+        A category column has few distinct values, so the per-row work is one dict lookup
+        done by ``map`` in C rather than a Python-level loop.
+        """
+        cells = values.tolist()
+        try:
+            distinct = list(dict.fromkeys(cells))
+        except TypeError:  # an unhashable cell (a list, a dict): encode() names it
+            distinct = [next(v for v in cells if not isinstance(v, (str, float, type(None))))]
+        table = np.array([self.encode(v) for v in distinct], dtype=np.float32).reshape(-1, len(self.columns))
+        position = {v: i for i, v in enumerate(distinct)}
+        return table[np.fromiter(map(position.__getitem__, cells), dtype=np.intp, count=len(cells))]
+
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> OneHot:
         _check_keys(d, {"input", "columns", "default", "match"}, "one_hot")
@@ -72,20 +88,28 @@ def _check_keys(d: Mapping[str, Any], allowed: set[str], what: str) -> None:
         raise M7Error(f"unknown key(s) {sorted(unknown)} in {what}; allowed: {sorted(allowed)}")
 
 
-_NUMERIC = (float, int, bool, np.floating, np.integer, np.bool_)
+_NUMERIC = (float, int, bool, np.floating, np.integer, np.bool_, decimal.Decimal)
 
 
 def to_float(name: str, value: Any) -> float:
     """One input value as xgboost reads a Python row: numbers and bools as is, None as NaN.
 
-    Strings (numeric or not), containers and other objects are refused: xgboost errors on
-    them too, and silently parsing ``"1.5"`` would hide a caller's bug.
+    What xgboost's row conversion (numpy) reads as a number is read here too: Python and
+    numpy numbers, bools, ``Decimal``, ``Fraction``, a 0-d numeric array. Strings (numeric
+    or not), containers, dates and other objects are refused: xgboost errors on most of them,
+    and silently parsing ``"1.5"`` (or a date's tick count) would hide a caller's bug. An int
+    too large for a float is refused as xgboost refuses it, with an :class:`M7Error`.
     """
     if value is None:
         return math.nan
     if isinstance(value, _NUMERIC) or (isinstance(value, numbers.Real) and not isinstance(value, str)):
+        try:
+            return float(value)
+        except (OverflowError, ValueError, TypeError) as exc:  # 10**400, Decimal("sNaN")
+            raise M7Error(f"feature {name!r}: {value!r:.60} cannot be read as a float ({exc})") from None
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiub":
         return float(value)
-    raise M7Error(f"feature {name!r} must be a number (or None for missing), got {type(value).__name__} {value!r}")
+    raise M7Error(f"feature {name!r} must be a number (or None for missing), got {type(value).__name__} {value!r:.60}")
 
 
 @dataclass(frozen=True)
@@ -154,13 +178,7 @@ class InputPolicy:
             values = np.asarray(raw, dtype=object)
             if values.shape != (n_rows,):
                 raise M7Error(f"column {o.input!r} has shape {values.shape}, expected ({n_rows},)")
-            codes = {}
-            cells = np.empty((n_rows, len(o.columns)), dtype=np.float32)
-            for r, v in enumerate(values):
-                key = "\0absent" if _is_absent(v) else v
-                if key not in codes:
-                    codes[key] = o.encode(v)
-                cells[r] = codes[key]
+            cells = o.encode_column(values)
             for j, c in enumerate(o.columns):
                 if c in index:
                     out[:, index[c]] = cells[:, j]

@@ -9,17 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from m7_runtime import market7
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
 ONNX = ROOT / "onnx"
-SIX = {
-    "xgb_recovery_model",
-    "xgb_confidence_model",
-    "xgb_spend_model",
-    "xgb_dca_spend_model",
-    "xgb_model",
-    "safu_exit_model",
-}
+SIX = {market7.RECOVERY, market7.CONFIDENCE, market7.SPEND, market7.DCA_SPEND, market7.LEGACY, market7.SAFU}
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from zoo import BY_NAME, Built  # noqa: E402

@@ -125,3 +125,20 @@ def predict_legacy(features):
         return float(model.predict_proba([[features[f] for f in names]])[0][1])
     except Exception:
         return None
+
+
+def drop_in_pairs() -> dict:
+    """Artifact name -> (our drop-in, this module's call site): the pairs the tests compare."""
+    from m7_runtime import market7
+
+    return {
+        market7.RECOVERY: (market7.predict_recovery_odds, predict_recovery_odds),
+        market7.CONFIDENCE: (market7.predict_confidence_score, predict_confidence_score),
+        market7.SPEND: (market7.predict_spend_volume, predict_spend_volume),
+        market7.DCA_SPEND: (
+            lambda f, **kw: market7.predict_spend_volume(f, use_dca_model=True, **kw),
+            lambda f: predict_spend_volume(f, use_dca_model=True),
+        ),
+        market7.SAFU: (market7.predict_safu_exit, predict_safu_exit),
+        market7.LEGACY: (market7.predict_legacy, predict_legacy),
+    }

@@ -6,23 +6,14 @@ import json
 
 import pytest
 
-from conftest import MODELS, ONNX
+from conftest import MODELS, ONNX, SIX
 from m7_convert import recheck
 
 MANIFESTS = sorted(ONNX.glob("*.manifest.json"))
 
 
 def test_all_six_are_committed():
-    assert [m.name.removesuffix(".manifest.json") for m in MANIFESTS] == sorted(
-        [
-            "xgb_recovery_model",
-            "xgb_confidence_model",
-            "xgb_spend_model",
-            "xgb_dca_spend_model",
-            "xgb_model",
-            "safu_exit_model",
-        ]
-    )
+    assert [m.name.removesuffix(".manifest.json") for m in MANIFESTS] == sorted(SIX)
 
 
 @pytest.mark.parametrize("manifest", MANIFESTS, ids=[m.name.split(".")[0] for m in MANIFESTS])

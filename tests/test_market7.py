@@ -14,17 +14,10 @@ import market7_callsites as ref
 from conftest import ONNX
 from m7_runtime import market7
 
-FUNCS = {
-    "recovery": (market7.predict_recovery_odds, ref.predict_recovery_odds),
-    "confidence": (market7.predict_confidence_score, ref.predict_confidence_score),
-    "spend": (market7.predict_spend_volume, ref.predict_spend_volume),
-    "dca_spend": (
-        lambda f, **kw: market7.predict_spend_volume(f, use_dca_model=True, **kw),
-        lambda f: ref.predict_spend_volume(f, use_dca_model=True),
-    ),
-    "safu": (market7.predict_safu_exit, ref.predict_safu_exit),
-    "legacy": (market7.predict_legacy, ref.predict_legacy),
-}
+#: short test ids -> (our drop-in, the map's call site)
+FUNCS = dict(
+    zip(["recovery", "confidence", "spend", "dca_spend", "safu", "legacy"], ref.drop_in_pairs().values(), strict=True)
+)
 
 
 def same(ours, theirs) -> bool:

@@ -1,0 +1,417 @@
+"""Stage 3b, emit the tensor flavor: the forest as standard ONNX operators only.
+
+onnxruntime's CUDA execution provider has no ai.onnx.ml kernels, so the tree flavor "on
+CUDA" runs on the CPU. This flavor expresses the same IR with ``Gather``, ``Less``,
+``MatMul``, ``Where``... (every one of them has a CUDA kernel for the types used here; a
+test checks each node against onnxruntime's kernel list). Two strategies in the spirit of
+Hummingbird (Nakandala et al., OSDI 2020), chosen per model by :func:`choose_strategy`:
+
+* ``gemm``: every split of every tree is evaluated at once (one ``Gather`` + ``Less``),
+  then two batched matrix products find each tree's leaf: work per row grows with
+  trees × inner nodes × leaves (about 4**depth), so it suits shallow trees;
+* ``traversal``: rows walk down their trees one level per step with ``GatherElements``
+  over [trees, nodes] tables: work per row grows with trees × depth, whatever the shape
+  of the trees.
+
+Exactness, in the order things happen:
+
+* Missing values are decided before any arithmetic (NaN × 0 is NaN in a matrix product).
+  The input (missing sentinel already rewritten to NaN) is expanded once into column
+  blocks: NaN → -inf (for splits whose default direction is left: ``-inf < t`` is true),
+  NaN → +inf (default right: ``+inf < t`` is false), and, only if some default-left split
+  has threshold -inf, a 0/1 "present" block compared with 0.5. Each split reads the block
+  its default direction needs, so one float32 ``Less`` decides it exactly as xgboost's
+  ``x < threshold`` with its default direction does.
+* The matrix products only see small integers (0, ±1, leaf positions), exact in float32
+  and in the TF32 mode cuBLAS may use on recent GPUs; leaf values are picked with
+  ``GatherElements``, never multiplied.
+* Leaf values are added in float32 in xgboost's order: starting from the base margin,
+  tree after tree, per output group, as a chain of ``Add`` nodes. A ``ReduceSum`` or a
+  float64 sum would reorder the roundings; on the Market7 spend models (base margin 89.6,
+  120 trees) that already costs 2e-6 (float64) to 8e-6 (float32 pairwise) of relative
+  error against the 1e-5 tolerance, and grows with the number of trees. The chain makes
+  the margins bit-identical to xgboost's and to the tree flavor's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, shape_inference
+
+from . import graph
+from .errors import ConvertError
+from .ir import Forest, Tree
+
+#: strategy name -> one line for the manifest and the docs
+STRATEGIES: dict[str, str] = {
+    "gemm": "all splits at once, leaves found by two batched MatMuls (Hummingbird GEMM)",
+    "traversal": "one GatherElements step per tree level over node tables (Hummingbird tree traversal)",
+}
+
+STRATEGY_KEY = "m7.tensor_strategy"  # ONNX metadata: which strategy built the graph
+
+#: :func:`choose_strategy` threshold, from benchmarks/NOTES.md ("Tensor flavor")
+GEMM_MAX_DEPTH = 2
+
+
+def choose_strategy(forest: Forest) -> str:
+    """The strategy for this forest: ``gemm`` for trees of depth <= GEMM_MAX_DEPTH, else ``traversal``.
+
+    GEMM evaluates every split of a tree for every row and multiplies by a (leaves ×
+    inner nodes) matrix per tree, so its cost per row grows like 4**depth; traversal costs
+    seven element-wise operations per level. Measured on the CPU (benchmarks/tensor_cpu.py,
+    numbers in benchmarks/NOTES.md) in the runtime's memory-bounded runs: GEMM is 1.3-2x
+    ahead at depth 2, 10-20% behind at depth 3, 35% behind at depth 4, and 5-50x behind
+    from depth 6. Not measured on a GPU (none here): benchmarks/gpu_batch.py --strategies
+    times both there, so the threshold can be revisited with data.
+    """
+    return "gemm" if forest.max_depth() <= GEMM_MAX_DEPTH else "traversal"
+
+
+@dataclass(frozen=True)
+class _Compact:
+    """One tree's reachable nodes renumbered from 0 (parents first), as the strategies read them."""
+
+    left: np.ndarray  # int64, -1 at a leaf
+    right: np.ndarray  # int64, -1 at a leaf
+    column: np.ndarray  # int64 row of the column blocks the split reads (0 at a leaf)
+    threshold: np.ndarray  # float32, go left when column value < threshold (0 at a leaf)
+    value: np.ndarray  # float32 leaf value (DART weight applied), 0 at inner nodes
+
+    @property
+    def inner(self) -> np.ndarray:
+        return np.flatnonzero(self.left >= 0)
+
+    @property
+    def leaves(self) -> np.ndarray:
+        return np.flatnonzero(self.left < 0)
+
+    def depth(self) -> int:
+        depth = np.zeros(len(self.left), dtype=np.int64)
+        for node in self.inner:  # parents come before children
+            depth[self.left[node]] = depth[self.right[node]] = depth[node] + 1
+        return int(depth.max())
+
+
+def _zero_tree() -> Tree:
+    one = np.zeros(1, np.int32)
+    return Tree(one - 1, one - 1, one, np.zeros(1, np.float32), np.zeros(1, bool), np.zeros(1, np.float32))
+
+
+def _compact(t: Tree, n_features: int) -> _Compact:
+    order = t.reachable()
+    renumber = np.full(t.n_nodes, -1, dtype=np.int64)
+    renumber[order] = np.arange(len(order))
+    leaf = t.is_leaf[order]
+    feature = t.feature[order].astype(np.int64)
+    threshold = t.threshold[order].astype(np.float32)
+    default_left = t.default_left[order]
+    # column blocks: [0, F) NaN -> -inf, [F, 2F) NaN -> +inf, [2F, 3F) 1.0 present / 0.0 missing
+    column = np.where(default_left, feature, n_features + feature)
+    present_test = default_left & (threshold == np.float32(-np.inf))
+    column = np.where(present_test, 2 * n_features + feature, column)
+    threshold = np.where(present_test, np.float32(0.5), threshold)
+    return _Compact(
+        left=np.where(leaf, -1, renumber[np.maximum(t.left[order], 0)]),
+        right=np.where(leaf, -1, renumber[np.maximum(t.right[order], 0)]),
+        column=np.where(leaf, 0, column).astype(np.int64),
+        threshold=np.where(leaf, np.float32(0), threshold).astype(np.float32),
+        value=np.where(leaf, t.weighted_leaf_values()[order], np.float32(0)).astype(np.float32),
+    )
+
+
+def slots(forest: Forest) -> tuple[list[Tree], int]:
+    """Trees in summation order: slot ``k * groups + g`` is the k-th tree of output group g.
+
+    Groups with fewer trees are padded with one-leaf trees of value 0 (adding +0.0 changes
+    no float32 sum). Returns the trees and K, the number of trees per group.
+    """
+    per_group: list[list[Tree]] = [[] for _ in range(forest.n_groups)]
+    for t in forest.trees:
+        per_group[t.group].append(t)
+    k = max(len(p) for p in per_group)
+    return [p[i] if i < len(p) else _zero_tree() for i in range(k) for p in per_group], k
+
+
+class _Graph:
+    """Collects nodes and initializers with unique names."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self._n = 0
+
+    def name(self, stem: str) -> str:
+        self._n += 1
+        return f"{stem}_{self._n}"
+
+    def const(self, stem: str, value: np.ndarray) -> str:
+        name = self.name(stem)
+        self.inits.append(graph.const(name, np.asarray(value)))
+        return name
+
+    def op(self, op_type: str, inputs: Sequence[str], stem: str, **attrs: object) -> str:
+        out = self.name(stem)
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
+        return out
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """The column-block tensor [rows, N] the splits read, and the index of its constant -inf row."""
+
+    name: str
+    always_left: int  # a row of -inf: ``-inf < 0`` is true whatever the input
+
+
+def _column_blocks(g: _Graph, x: str, *, n_features: int, present_block: bool) -> _Columns:
+    """[C, N] float32: the transposed input with NaN as -inf, as +inf, (1/0 present flags,) and one -inf row."""
+    xt = g.op("Transpose", [x], "x_t", perm=[1, 0])
+    nan = g.op("IsNaN", [xt], "is_nan")
+    neg_inf = g.const("neg_inf", np.float32(-np.inf))
+    low = g.op("Where", [nan, neg_inf, xt], "nan_low")
+    high = g.op("Where", [nan, g.const("pos_inf", np.float32(np.inf)), xt], "nan_high")
+    blocks = [low, high]
+    if present_block:
+        blocks.append(g.op("Cast", [g.op("Not", [nan], "present")], "present_f", to=TensorProto.FLOAT))
+    first = g.op("Slice", [nan, g.const("s0", np.array([0], np.int64)), g.const("s1", np.array([1], np.int64))], "row0")
+    blocks.append(g.op("Where", [first, neg_inf, neg_inf], "always_left"))
+    return _Columns(g.op("Concat", blocks, "columns", axis=0), (3 if present_block else 2) * n_features)
+
+
+#: GEMM's matrix products only see small integers (0, ±1, leaf positions), exact even where
+#: cuBLAS multiplies float32 in TF32 (10-bit mantissa: integers up to 2**11)
+GEMM_MAX_LEAVES = 2**11
+
+
+def _gemm(g: _Graph, columns: _Columns, trees: list[_Compact]) -> str:
+    """Leaf value of every tree slot, [S, N], by Hummingbird's GEMM strategy.
+
+    Per tree: D = [x_col < t] over its inner nodes (I), all at once with one ``Gather``
+    into [S, I, N]; P = B @ D with B[l, i] = +1 if leaf l lies left of node i, -1 if right;
+    the reached leaf is the one whose count equals E[l], its number of left turns (Equal).
+    Its position comes from a second product with the leaf positions 0..L-1 and its value
+    from a ``GatherElements``: no leaf value goes through a matrix product, so TF32 or
+    any reordering cannot touch it. Trees are padded to the largest I and L (padding rows
+    of B are zero; padded leaves have E = -1, which no count reaches).
+    """
+    s = len(trees)
+    n_inner = max(1, max(len(t.inner) for t in trees))
+    n_leaves = max(len(t.leaves) for t in trees)
+    if n_leaves > GEMM_MAX_LEAVES:
+        raise ConvertError(f"the gemm strategy handles trees of up to {GEMM_MAX_LEAVES} leaves, not {n_leaves}")
+    column = np.zeros((s, n_inner), np.int64)
+    threshold = np.zeros((s, n_inner), np.float32)
+    paths = np.zeros((s, n_leaves, n_inner), np.float32)
+    lefts = np.full((s, n_leaves, 1), -1.0, np.float32)
+    values = np.zeros((s, n_leaves), np.float32)
+    for k, t in enumerate(trees):
+        inner_pos = {int(node): j for j, node in enumerate(t.inner)}
+        column[k, : len(inner_pos)] = t.column[t.inner]
+        threshold[k, : len(inner_pos)] = t.threshold[t.inner]
+        stack: list[tuple[int, tuple[tuple[int, bool], ...]]] = [(0, ())]
+        leaf_pos = 0
+        while stack:
+            node, path = stack.pop()
+            if t.left[node] < 0:
+                for parent, went_left in path:
+                    paths[k, leaf_pos, inner_pos[parent]] = 1.0 if went_left else -1.0
+                lefts[k, leaf_pos, 0] = sum(went_left for _, went_left in path)
+                values[k, leaf_pos] = t.value[node]
+                leaf_pos += 1
+                continue
+            stack.append((int(t.right[node]), (*path, (node, False))))
+            stack.append((int(t.left[node]), (*path, (node, True))))
+    positions = np.broadcast_to(np.arange(n_leaves, dtype=np.float32), (s, 1, n_leaves))
+    picked = g.op("Gather", [columns.name, g.const("split_columns", column)], "split_x", axis=0)  # [S, I, N]
+    goes_left = g.op("Less", [picked, g.const("split_thresholds", threshold[:, :, None])], "goes_left")
+    decisions = g.op("Cast", [goes_left], "decisions", to=TensorProto.FLOAT)
+    counts = g.op("MatMul", [g.const("paths", paths), decisions], "path_counts")  # [S, L, N]
+    reached = g.op("Equal", [counts, g.const("left_turns", lefts)], "reached")
+    reached = g.op("Cast", [reached], "reached_f", to=TensorProto.FLOAT)
+    leaf = g.op("MatMul", [g.const("leaf_positions", np.ascontiguousarray(positions)), reached], "leaf_f")
+    leaf = g.op("Squeeze", [leaf, g.const("axis1", np.array([1], np.int64))], "leaf_sn")  # [S, N]
+    leaf = g.op("Cast", [leaf], "leaf", to=TensorProto.INT32)
+    return g.op("GatherElements", [g.const("leaf_values", values), leaf], "tree_values", axis=1)
+
+
+def _traversal(g: _Graph, columns: _Columns, trees: list[_Compact]) -> str:
+    """Leaf value of every tree slot, [S, N], by walking all trees one level per step.
+
+    The node state is each row's current node in each tree, [S, N], as an index into that
+    tree's row of [S, M] node tables (trees padded to the largest, M nodes), read with
+    ``GatherElements`` along axis 1 (on onnxruntime's CPU about five times faster than a
+    ``Gather`` from a flat table, and it needs no reshapes). Siblings are adjacent (the
+    right child is the left child + 1, as :func:`_compact` numbers them), so one step is
+    ``node = left_plus_1[node] - (x < threshold)``, with no ``Where`` on integers (slow on
+    CPU). A leaf's entry is itself + 1, and its split reads the constant -inf row against
+    threshold 0, which is always true: rows that reach a leaf early stay there while
+    deeper trees finish.
+    """
+    for t in trees:
+        if np.any(t.right[t.inner] != t.left[t.inner] + 1):
+            raise AssertionError("siblings are not adjacent in the compact tree layout")
+    s, m = len(trees), max(len(t.left) for t in trees)
+    index_type = np.int32 if m < 2**31 else np.int64
+    left_plus_1 = np.zeros((s, m), index_type)
+    column = np.full((s, m), columns.always_left, index_type)
+    threshold = np.zeros((s, m), np.float32)
+    value = np.zeros((s, m), np.float32)
+    for k, t in enumerate(trees):
+        n = len(t.left)
+        left_plus_1[k, :n] = np.where(t.left < 0, np.arange(n), t.left) + 1
+        column[k, :n] = np.where(t.left < 0, columns.always_left, t.column)
+        threshold[k, :n] = t.threshold
+        value[k, :n] = t.value
+    index = _ONNX_INT[index_type]
+
+    root_x = g.op("Gather", [columns.name, g.const("root_columns", column[:, 0].astype(np.int64))], "root_x", axis=0)
+    goes_left = g.op("Less", [root_x, g.const("root_thresholds", threshold[:, :1])], "root_left")
+    step = g.op("Cast", [goes_left], "step", to=index)
+    node = g.op("Sub", [g.const("root_next", left_plus_1[:, :1]), step], "node")
+    depth = max(t.depth() for t in trees)
+    if depth > 1:
+        col_table = g.const("node_columns", column)
+        thr_table = g.const("node_thresholds", threshold)
+        next_table = g.const("node_left_plus_1", left_plus_1)
+        for _ in range(depth - 1):
+            col = g.op("GatherElements", [col_table, node], "col", axis=1)
+            x = g.op("GatherElements", [columns.name, col], "x", axis=0)
+            th = g.op("GatherElements", [thr_table, node], "th", axis=1)
+            step = g.op("Cast", [g.op("Less", [x, th], "left")], "step", to=index)
+            node = g.op("Sub", [g.op("GatherElements", [next_table, node], "next", axis=1), step], "node")
+    return g.op("GatherElements", [g.const("node_values", value), node], "tree_values", axis=1)
+
+
+_ONNX_INT = {np.int32: TensorProto.INT32, np.int64: TensorProto.INT64}
+
+
+STRATEGY_FUNCTIONS = {"gemm": _gemm, "traversal": _traversal}
+
+
+def _sum_in_tree_order(g: _Graph, tree_values: str, rows: str, forest: Forest, per_group: int) -> str:
+    """Margins [N, groups]: base margin, then each group's trees added one by one in float32.
+
+    ``tree_values`` is [S, N] in slot order; ``rows`` is the 1-D shape tensor [N] (shapes
+    are built from it rather than with -1, so shape inference keeps the row dimension
+    named and the converter can bound the memory per row exactly).
+    """
+    groups = forest.n_groups
+    kgn = g.op("Concat", [g.const("kg", np.array([per_group, groups], np.int64)), rows], "kgn_shape", axis=0)
+    values = g.op("Reshape", [tree_values, kgn], "kgn")
+    parts = [g.name("tree_round") for _ in range(per_group)]
+    if per_group == 1:
+        parts = [values]
+    else:
+        g.nodes.append(helper.make_node("Split", [values], parts, axis=0))
+    acc = g.const("base_margin", forest.base_margin.astype(np.float32).reshape(1, groups, 1))
+    for part in parts:
+        acc = g.op("Add", [acc, part], "margin_sum")
+    gn = g.op("Squeeze", [acc, g.const("axis0", np.array([0], np.int64))], "margin_gn")
+    return g.op("Transpose", [gn], "margin", perm=[1, 0])
+
+
+def emit_tensor(forest: Forest, *, strategy: str | None = None) -> onnx.ModelProto:
+    """The tensor-flavor graph of ``forest``; ``strategy`` overrides :func:`choose_strategy` (tests, benchmarks)."""
+    chosen = strategy or choose_strategy(forest)
+    if chosen not in STRATEGY_FUNCTIONS:
+        known = "; ".join(f"{k}: {v}" for k, v in STRATEGIES.items())
+        raise ConvertError(f"unknown tensor strategy {chosen!r}; known: {known}")
+    trees, per_group = slots(forest)
+    compact = [_compact(t, forest.n_features) for t in trees]
+    present_block = any(bool(np.any(c.column >= 2 * forest.n_features)) for c in compact)
+    g = _Graph()
+    pre_nodes, pre_inits = graph.missing_to_nan(graph.INPUT, forest.missing, "x")
+    g.nodes.extend(pre_nodes)
+    g.inits.extend(pre_inits)
+    columns = _column_blocks(g, "x", n_features=forest.n_features, present_block=present_block)
+    rows = g.op("Shape", ["x"], "rows", start=0, end=1)
+    tree_values = STRATEGY_FUNCTIONS[chosen](g, columns, compact)
+    margin = _sum_in_tree_order(g, tree_values, rows, forest, per_group)
+    link_nodes, link_inits = graph.link(forest.objective.link, margin, graph.OUTPUT)
+    m = graph.model(
+        [*g.nodes, *link_nodes],
+        g.inits + link_inits,
+        n_features=forest.n_features,
+        n_outputs=forest.n_outputs,
+        graph_name=f"xgboost_tensor_{chosen}",
+        ml=False,
+    )
+    m.metadata_props.append(onnx.StringStringEntryProto(key=STRATEGY_KEY, value=chosen))
+    return m
+
+
+#: On the CPU, batches of at least this many rows run faster in the tensor flavor than in
+#: the tree flavor (for every shape measured: 100-500 trees, depth 2-12; benchmarks/NOTES.md).
+CPU_MIN_ROWS = 256
+#: The deepest trees that measurement covered; beyond it the CPU keeps the tree flavor.
+CPU_MEASURED_MAX_DEPTH = 12
+
+
+def cpu_min_rows(forest: Forest) -> int | None:
+    """From how many rows the runtime may run this tensor flavor on the CPU; None: never (unmeasured shapes)."""
+    return CPU_MIN_ROWS if forest.max_depth() <= CPU_MEASURED_MAX_DEPTH else None
+
+
+def bytes_per_row(model: onnx.ModelProto) -> int:
+    """Bytes of all tensors the graph computes, per input row: the runtime's chunking bound.
+
+    Shape inference with the row dimension named: every node output must come out as
+    fixed dimensions times the row dimension once (row-independent outputs, such as shape
+    tensors, count 0). A reshaping node whose output size inference cannot name (a
+    ``Reshape`` to [-1] inside a composed Pipeline graph) holds as many bytes as its input.
+    Summing every output over-counts what onnxruntime holds at once (its planner reuses
+    buffers), so runs sized from it stay under their budget. Raises :class:`ConvertError`
+    if some output's size is not known.
+    """
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = _ROWS
+    inferred = shape_inference.infer_shapes(m, strict_mode=True, data_prop=True)
+    known = {vi.name: vi.type.tensor_type for vi in [*inferred.graph.value_info, *inferred.graph.output]}
+    per_row: dict[str, int] = {i.name: _row_bytes(i.type.tensor_type) or 0 for i in inferred.graph.input}
+    for node in inferred.graph.node:
+        for out in node.output:
+            t = known.get(out)
+            size = _row_bytes(t) if t is not None else None
+            if size is None and node.op_type in _SAME_SIZE and node.input[0] in per_row:
+                size = per_row[node.input[0]]
+            if size is None:
+                dims = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in t.shape.dim] if t else None
+                raise ConvertError(
+                    f"cannot bound the tensor flavor's memory: {node.op_type} output {out!r} has shape {dims}"
+                )
+            per_row[out] = size
+    inputs = {i.name for i in inferred.graph.input}
+    return sum(v for k, v in per_row.items() if k not in inputs)
+
+
+_ROWS = "N"
+_SAME_SIZE = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+
+
+def _row_bytes(t: onnx.TypeProto.Tensor) -> int | None:
+    """Bytes per row of a tensor type: 0 if its size does not depend on the rows, None if unknown."""
+    dims = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in t.shape.dim]
+    if not t.elem_type or not t.HasField("shape") or any(d != _ROWS and not isinstance(d, int) for d in dims):
+        return None
+    if dims.count(_ROWS) > 1:
+        raise ConvertError(f"a tensor of shape {dims} grows with the square of the rows")
+    if _ROWS not in dims:
+        return 0
+    size = int(np.prod([d for d in dims if d != _ROWS], dtype=np.int64))
+    return size * helper.tensor_dtype_to_np_dtype(t.elem_type).itemsize
+
+
+def tensor_facts(model: onnx.ModelProto, forest: Forest) -> dict[str, object]:
+    """What the manifest records about a tensor-flavor artifact (``flavors.tensor``) for the runtime."""
+    recorded = {p.key: p.value for p in model.metadata_props}.get(STRATEGY_KEY)
+    return {
+        "strategy": recorded or choose_strategy(forest),
+        "bytes_per_row": bytes_per_row(model),
+        "cpu_min_rows": cpu_min_rows(forest),
+    }
