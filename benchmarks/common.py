@@ -9,8 +9,8 @@ Baselines are built the way a user would build them, with the thread count made 
   names removed (onnxmltools only accepts ``f0..fN``, #624), ``target_opset=15``, run by
   onnxruntime with ``intra_op_num_threads`` set;
 * **TL2cgen**: the booster compiled to C by gcc (treelite + tl2cgen), cached by model hash;
-* our **tree** and **tensor** flavors through ``m7_runtime`` (tensor only when the converter
-  has that flavor).
+* our **tree** and **tensor** flavors through ``m7_runtime`` (tensor only where the artifact
+  ships it).
 """
 
 from __future__ import annotations
@@ -243,25 +243,12 @@ class Tl2cgen:
 
 
 # ---- our flavors ------------------------------------------------------------------------------------
-def tensor_available() -> bool:
-    from m7_convert import driver
+def artifact_flavors(name: str, onnx_dir: Path = ONNX) -> tuple[str, ...]:
+    """The flavors a bundled artifact ships (the tensor flavor is measured only where it exists)."""
+    import json
 
-    return "tensor" in driver.EMITTERS
-
-
-@functools.cache
-def artifacts_with_tensor(cache: Path) -> Path:
-    """The six models converted with every flavor the converter has, into ``cache``, once per run.
-
-    Converted afresh each run (a few seconds) so the tensor artifacts always come from the
-    converter being measured, never from a stale cache.
-    """
-    from m7_convert import convert, driver
-
-    out = cache / "artifacts-all-flavors"
-    for name in SIX:
-        convert(MODELS / f"{name}.pkl", out_dir=out, flavors=tuple(driver.EMITTERS))
-    return out
+    raw = json.loads((onnx_dir / f"{name}.manifest.json").read_text())
+    return tuple(raw.get("flavors", {}))
 
 
 def silence_library_logs() -> None:

@@ -87,11 +87,12 @@ def build_paths(
     b.set_param({"nthread": threads})
     fns: dict[str, Callable[[np.ndarray], Any]] = {"inplace": b.inplace_predict}
     fns["stock_ort"] = common.StockOnnx.from_bytes(common.stock_onnx_from_booster(b), threads=threads).predict
-    fns["tree"] = m7_runtime.load(files["manifest"], provider="cpu", threads=threads).predict
-    if common.tensor_available():
+    fns["tree"] = m7_runtime.load(files["manifest"], provider="cpu", flavor="tree", threads=threads).predict
+    flavors = json.loads(files["manifest"].read_text())["flavors"]
+    if "tensor" in flavors:
         fns["tensor"] = m7_runtime.load(files["manifest"], provider="cpu", flavor="tensor", threads=threads).predict
     else:
-        skipped["tensor"] = "the converter has no tensor flavor yet"
+        skipped["tensor"] = "the converter wrote no tensor flavor for this model"
     why = common.tl2cgen_available()
     if why is None:
         lib = common.tl2cgen_library(b, cache, key=files["source"].stem)
