@@ -406,8 +406,14 @@ def exp_single_row_call(cfg: argparse.Namespace) -> dict[str, Any]:
     )
     trees_only.ir_version = g.ir_version
     sess_trees = session(trees_only.SerializeToString())
+    import onnxruntime as ort
+
+    ort_in = ort.OrtValue.ortvalue_from_numpy(buf)
     fns = {
         "session.run": functools.partial(sess.run, ["prediction"], {"features": buf}),
+        "run_with_ort_values (input OrtValue made once)": functools.partial(
+            sess.run_with_ort_values, ["prediction"], {"features": ort_in}
+        ),
         "session.run, ensemble only (no Sigmoid/Reshape)": functools.partial(
             sess_trees.run, ["margin"], {"features": buf}
         ),
@@ -421,6 +427,88 @@ def exp_single_row_call(cfg: argparse.Namespace) -> dict[str, Any]:
     return {"single_row_us": {k: {q: v * 1e6 for q, v in s.items() if q != "n"} for k, s in stats.items()}}
 
 
+INSTRUCTIONS_CHILD = r"""
+import functools, json, sys
+import numpy as np, onnxruntime as ort
+import m7_runtime
+from m7_runtime import market7
+which, n, root = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+row = json.load(open(root + "/models/example_snapshot.json"))
+folder = market7.model_dir()
+model = m7_runtime.load(folder / "xgb_recovery_model.manifest.json", provider="cpu")
+opts = ort.SessionOptions(); opts.intra_op_num_threads = 1; opts.inter_op_num_threads = 1
+sess = ort.InferenceSession((folder / "xgb_recovery_model.onnx").read_bytes(), opts, providers=["CPUExecutionProvider"])
+buf = np.zeros((1, len(model.feature_names)), np.float32)
+fns = {
+    "nothing": lambda: None,
+    "session.run": functools.partial(sess.run, ["prediction"], {"features": buf}),
+    "predict_one": functools.partial(model.predict_one, row),
+    "drop-in": functools.partial(market7.predict_recovery_odds, row),
+}
+fn = fns[which]
+for _ in range(50):
+    fn()
+for _ in range(n):
+    fn()
+"""
+
+
+def exp_instructions(cfg: argparse.Namespace) -> dict[str, Any]:
+    """Instructions per single-row call under valgrind (noise-free): before/after this branch's fast path.
+
+    Opt-in (``--only instructions``): 24 valgrind runs, several minutes. "before" is the
+    runtime at the branch point (``git archive`` of ``--before``); "now" the working tree.
+    """
+    import shutil
+    import subprocess
+
+    if shutil.which("valgrind") is None:
+        return {"skipped": "valgrind is not installed"}
+    old = cfg.cache / f"runtime-{cfg.before}"
+    if not (old / "m7_runtime").exists():
+        old.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "archive", cfg.before, "runtime", "onnx"], cwd=common.ROOT, capture_output=True, check=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+        (old / "runtime").rename(old / "m7_runtime")
+    child = cfg.cache / "instructions_child.py"
+    child.write_text(INSTRUCTIONS_CHILD)
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONHASHSEED="0", M7_CONFIG="/nonexistent/config.json")
+    env.pop("M7_MODEL_DIR", None)
+
+    def count(which: str, n: int, pythonpath: str | None) -> int:
+        e = dict(env)
+        if pythonpath:
+            e["PYTHONPATH"] = pythonpath
+        proc = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                sys.executable,
+                str(child),
+                which,
+                str(n),
+                str(common.ROOT),
+            ],
+            capture_output=True,
+            text=True,
+            env=e,
+            check=True,
+        )
+        line = next(x for x in proc.stderr.splitlines() if "Collected" in x)
+        return int(line.split(":")[-1].strip().replace(",", ""))
+
+    n = cfg.instruction_calls
+    out: dict[str, dict[str, int]] = {}
+    for label, path in (("before", str(old)), ("now", None)):
+        out[label] = {}
+        for which in ("session.run", "predict_one", "drop-in"):
+            out[label][which] = (count(which, n, path) - count(which, 0, path)) // n
+    return {"calls": n, "before_commit": cfg.before, "instructions_per_call": out}
+
+
 EXPERIMENTS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "per_thread": exp_per_thread,
     "ort_threads": exp_ort_threads,
@@ -429,7 +517,10 @@ EXPERIMENTS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "graph_variants": exp_graph_variants,
     "row_order": exp_row_order,
     "single_row_call": exp_single_row_call,
+    "instructions": exp_instructions,
 }
+#: run only when named with --only (slow)
+OPT_IN = ("instructions",)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -438,13 +529,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=200_000, help="rows per batch experiment (default 200k)")
     parser.add_argument("--chunk-rows", type=int, default=1_000_000, help="rows for the chunking experiment")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--before", default="caac164", help="commit of the 'before' runtime (instructions)")
+    parser.add_argument("--instruction-calls", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     cfg = parser.parse_args(argv)
     cfg.chunk_sizes = (4096, 16_384, 65_536, 262_144)
     cfg.cache = cfg.out / "tmp"
     cfg.cache.mkdir(parents=True, exist_ok=True)
     common.silence_library_logs()
-    names = [n.strip() for n in cfg.only.split(",")] if cfg.only else list(EXPERIMENTS)
+    names = [n.strip() for n in cfg.only.split(",")] if cfg.only else [n for n in EXPERIMENTS if n not in OPT_IN]
     path = cfg.out / "experiments.json"
     doc = json.loads(path.read_text()) if path.exists() else {"experiments": {}}
     for name in names:
