@@ -68,13 +68,13 @@ def make_models() -> ModuleType:
 def snapshot_rows(n: int, *, seed: int) -> list[dict[str, Any]]:
     """``n`` Market7 position snapshots as the dicts a bot passes (Python floats/ints, NaN gaps).
 
-    An absent ``btc_status`` is left out of the dict rather than set to None: the map's spend
+    An absent ``btc_status`` (None/NaN in the table) is left out of the dict: the map's spend
     call site does ``key.endswith(features.get("btc_status", "nan"))``, which raises on None.
     """
     df = make_models().generate_snapshots(n, seed=seed)
     rows = df.to_dict("records")
     for r in rows:
-        if r.get("btc_status") is None:
+        if not isinstance(r.get("btc_status"), str):
             r.pop("btc_status", None)
     return rows
 
