@@ -48,10 +48,20 @@ BTC_STATUS_KEYS = ("btc_status_bullish", "btc_status_bearish", "btc_status_neutr
 
 
 def cpu_threads() -> int:
+    """Cores this process may use, capped by ``OMP_NUM_THREADS`` when that is set.
+
+    xgboost and TL2cgen run on OpenMP, which refuses more threads than OMP_NUM_THREADS (a
+    Dask worker environment sets it to 1, for one); every path then gets that many, so the
+    comparison stays at the same thread count.
+    """
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if omp.isdigit() and int(omp) > 0:
+        cores = min(cores, int(omp))
+    return cores
 
 
 @functools.cache

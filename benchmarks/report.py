@@ -72,33 +72,57 @@ def when(section: dict[str, Any]) -> str:
 
 
 # ---- targets ---------------------------------------------------------------------------------------
+def judge(median: float, best: float, target: float, *, at_least: bool) -> tuple[str, str]:
+    """Verdict and gap from two estimates of one ratio.
+
+    ``median``: the median of per-round ratios (each round measures both sides seconds
+    apart). ``best``: best round against best round (each side's least disturbed run). On a
+    quiet machine they agree; when other processes load the machine they can fall on
+    different sides of the target, and the verdict says so instead of picking one.
+    """
+    ok = [(v >= target) if at_least else (v <= target) for v in (median, best)]
+    if all(ok):
+        return "**met**", ""
+    worst = min(median, best) if at_least else max(median, best)
+    gap = f"{target / worst:.2f}× short" if at_least else f"{worst / target:.2f}× over"
+    if any(ok):
+        return "**inconclusive** (noise: the two estimates straddle the target)", gap
+    return "**not met**", gap
+
+
 def verdicts(s: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
     """One row per target: what was measured, met or not, the gap, and (if not met) why."""
     rows: list[dict[str, str]] = []
 
-    def add(target: str, measured: str, met: bool | None, gap: str = "", reason: str = "") -> None:
-        verdict = "not measured" if met is None else ("**met**" if met else "**not met**")
-        rows.append({"target": target, "measured": measured, "verdict": verdict, "gap": gap, "reason": reason})
+    def add(target: str, measured: str, verdict: tuple[str, str] | None, reason: str = "") -> None:
+        text, gap = verdict if verdict is not None else ("not measured", "")
+        rows.append({"target": target, "measured": measured, "verdict": text, "gap": gap, "reason": reason})
 
     single = s.get("single", {}).get("results", {}).get("models", {}).get(HEADLINE)
     if single:
+        p = single["paths"]
         r = single["ratios"]["pickle_over_predict_one"]
+        best = p["pickle"]["p50_us"]["min"] / p["predict_one"]["p50_us"]["min"]
+        v = judge(r["median"], best, TARGETS["single_vs_pickle"], at_least=True)
+        floor = p["pickle"]["p50_us"]["median"] / p["bare"]["p50_us"]["median"]
         add(
             f"`predict_one` ≥ {TARGETS['single_vs_pickle']:.0f}× faster than the pickle's `predict_proba`, one row",
-            f"{fmt_range(r)}× (p50 {fmt(single['paths']['pickle']['p50_us']['median'])} µs vs "
-            f"{fmt(single['paths']['predict_one']['p50_us']['median'])} µs)",
-            r["median"] >= TARGETS["single_vs_pickle"],
+            f"{fmt_range(r)}×, best-vs-best {best:.1f}× (p50 {fmt(p['pickle']['p50_us']['median'])} µs vs "
+            f"{fmt(p['predict_one']['p50_us']['median'])} µs)",
+            v,
             ""
-            if r["median"] >= TARGETS["single_vs_pickle"]
-            else f"{TARGETS['single_vs_pickle'] / r['median']:.2f}× short",
+            if v[0] == "**met**"
+            else f"one bare onnxruntime run of the graph already takes {fmt(p['bare']['p50_us']['median'])} µs, "
+            f"so even a runtime with no Python-side cost would be {floor:.1f}× the pickle here "
+            f"(pickle p50 {fmt(p['pickle']['p50_us']['median'])} µs on this machine)",
         )
         r = single["ratios"]["predict_one_over_bare"]
+        best = p["predict_one"]["p50_us"]["min"] / p["bare"]["p50_us"]["min"]
         add(
             f"`predict_one` ≤ {TARGETS['single_vs_bare']:.0f}× a bare onnxruntime `run` of the same graph",
-            f"{fmt_range(r)}× (p50 {fmt(single['paths']['predict_one']['p50_us']['median'])} µs vs "
-            f"{fmt(single['paths']['bare']['p50_us']['median'])} µs)",
-            r["median"] <= TARGETS["single_vs_bare"],
-            "" if r["median"] <= TARGETS["single_vs_bare"] else f"{r['median'] / TARGETS['single_vs_bare']:.2f}× over",
+            f"{fmt_range(r)}×, best-vs-best {best:.2f}× (p50 {fmt(p['predict_one']['p50_us']['median'])} µs vs "
+            f"{fmt(p['bare']['p50_us']['median'])} µs)",
+            judge(r["median"], best, TARGETS["single_vs_bare"], at_least=False),
         )
     else:
         add("single row targets", "—", None)
@@ -109,22 +133,22 @@ def verdicts(s: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
         res = batch["results"][t]["1000000"]
         ours = "auto" if "auto" in res else "tree"
         ratio = res[ours]["speed_vs_inplace"]
-        met = ratio["median"] >= TARGETS["batch_vs_inplace"]
+        best = res["inplace"]["seconds_per_call"]["min"] / res[ours]["seconds_per_call"]["min"]
+        v = judge(ratio["median"], best, TARGETS["batch_vs_inplace"], at_least=True)
         reason = ""
-        if not met:
-            one = batch["results"].get("1", {}).get("1000000")
-            parts = []
-            if one:
-                for key, what in (("tree", "the tree flavor"), ("tensor", "the tensor flavor")):
-                    if key in one:
-                        parts.append(f"{what} {one[key]['ns_per_row']:.0f} ns/row")
-                reason = (
-                    f"per thread (T=1, 1M rows, same run) xgboost needs {one['inplace']['ns_per_row']:.0f} ns/row, "
-                    + ", ".join(parts)
-                    + "; both flavors scale with threads as xgboost does, so the per-thread gap remains (NOTES.md)"
-                )
-            else:
-                reason = "see NOTES.md (per-thread kernel speed)"
+        one = batch["results"].get("1", {}).get("1000000")
+        if v[0] != "**met**" and one:
+            parts = [
+                f"{what} {one[key]['ns_per_row']:.0f}"
+                for key, what in (("tree", "tree flavor"), ("tensor", "tensor flavor"))
+                if key in one
+            ]
+            reason = (
+                f"per thread (T=1, 1M rows, same run) xgboost needs {one['inplace']['ns_per_row']:.0f} ns/row, "
+                + ", ".join(parts)
+                + " ns/row; our paths scale with threads as well as xgboost does, so the per-thread gap stays "
+                '(why: NOTES.md, "Batch on the CPU")'
+            )
         extra = "".join(
             f"; {k} flavor {fmt_range(res[k]['speed_vs_inplace'])}×"
             for k in ("tree", "tensor")
@@ -132,10 +156,10 @@ def verdicts(s: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
         )
         add(
             f"1M rows on CPU ≥ {TARGETS['batch_vs_inplace']:.1f}× `Booster.inplace_predict`, same threads (T={t})",
-            f"`Model.predict` {fmt_range(ratio)}× ({fmt(res[ours]['seconds_per_call']['median'])} s vs "
+            f"`Model.predict` {fmt_range(ratio)}×, best-vs-best {best:.2f}× "
+            f"({fmt(res[ours]['seconds_per_call']['median'])} s vs "
             f"{fmt(res['inplace']['seconds_per_call']['median'])} s){extra}",
-            met,
-            "" if met else f"{TARGETS['batch_vs_inplace'] / ratio['median']:.2f}× slower than needed",
+            v,
             reason,
         )
     else:
@@ -144,20 +168,19 @@ def verdicts(s: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
     cold = s.get("cold", {}).get("results")
     if cold:
         sp = cold["speedup_pickle_over_runtime"]
-        rt = cold["paths"]["runtime"]
+        rt, pk = cold["paths"]["runtime"], cold["paths"]["pickle"]
+        best = pk["wall_s"]["min"] / rt["wall_s"]["min"]
         add(
             f"cold start of all six ≥ {TARGETS['cold_speedup']:.0f}× faster than the pickle path",
-            f"{fmt_range(sp)}× ({fmt(cold['paths']['pickle']['wall_s']['median'])} s vs "
+            f"{fmt_range(sp)}×, best-vs-best {best:.1f}× ({fmt(pk['wall_s']['median'])} s vs "
             f"{fmt(rt['wall_s']['median'])} s)",
-            sp["median"] >= TARGETS["cold_speedup"],
-            "" if sp["median"] >= TARGETS["cold_speedup"] else f"{TARGETS['cold_speedup'] / sp['median']:.2f}× short",
+            judge(sp["median"], best, TARGETS["cold_speedup"], at_least=True),
         )
         rss = rt["peak_rss_mb"]
         add(
             f"cold start peak RSS ≤ {TARGETS['cold_rss_mb']:.0f} MB",
-            f"{fmt_range(rss)} MB (pickle path {fmt(cold['paths']['pickle']['peak_rss_mb']['median'])} MB)",
-            rss["median"] <= TARGETS["cold_rss_mb"],
-            "" if rss["median"] <= TARGETS["cold_rss_mb"] else f"{rss['median'] - TARGETS['cold_rss_mb']:.0f} MB over",
+            f"{fmt_range(rss)} MB (pickle path {fmt(pk['peak_rss_mb']['median'])} MB)",
+            judge(rss["median"], rss["min"], TARGETS["cold_rss_mb"], at_least=False),
         )
     else:
         add("cold start", "—", None)
@@ -168,10 +191,7 @@ def verdicts(s: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
         add(
             f"conversion of the six with verification ≤ {TARGETS['convert_seconds']:.0f} s",
             f"{fmt_range(w)} s (`m7onnx convert`, flavors {conv['cli']['flavors']}, fresh process)",
-            w["median"] <= TARGETS["convert_seconds"],
-            ""
-            if w["median"] <= TARGETS["convert_seconds"]
-            else f"{w['median'] - TARGETS['convert_seconds']:.1f} s over",
+            judge(w["median"], w["min"], TARGETS["convert_seconds"], at_least=False),
         )
     else:
         add("conversion", "—", None)
@@ -181,7 +201,7 @@ def verdicts(s: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
 def headline_table(s: dict[str, dict[str, Any]]) -> str:
     v = verdicts(s)
     return table(
-        ["target", "measured: median [min–max over rounds]", "verdict", "gap"],
+        ["target", "measured: median of per-round ratios [min–max]; best round vs best round", "verdict", "gap"],
         [[r["target"], r["measured"], r["verdict"], r["gap"]] for r in v],
     )
 

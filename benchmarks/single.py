@@ -29,7 +29,7 @@ LABELS = {
     "inplace": "xgboost Booster.inplace_predict",
     "stock_ort": "stock onnxmltools + onnxruntime run",
     "ort_dict": "onnxruntime run on our graph, dict -> array",
-    "bare": "bare onnxruntime run on our graph (array ready)",
+    "bare": "bare onnxruntime run on our graph (rows ready as float32)",
     "predict_one": "m7_runtime Model.predict_one",
     "dropin": "m7_runtime drop-in function",
 }
@@ -38,16 +38,21 @@ OTHER_PATHS = ("pickle", "bare", "predict_one", "dropin")
 
 
 def build_paths(
-    name: str, keys: tuple[str, ...], onnx_dir: Path
-) -> tuple[dict[str, Callable[..., Any]], dict[str, bool]]:
-    """Callables per path; the bool says whether the callable takes the row dict (else it takes nothing)."""
+    name: str, keys: tuple[str, ...], onnx_dir: Path, rows: list[dict[str, Any]]
+) -> tuple[dict[str, Callable[..., Any]], dict[str, list[Any]]]:
+    """Callables per path, and the arguments each one is called with (cycled).
+
+    Every path gets the row dicts except the bare onnxruntime run, which gets the same rows
+    already converted to float32 ``(1, n)`` feeds: the same inputs (the tree walk's cost
+    depends on them, through branch prediction), with no Python-side work left to do.
+    """
     import m7_runtime
     from m7_runtime import market7
 
     model = m7_runtime.load(onnx_dir / f"{name}.manifest.json", provider="cpu")
     feats = list(model.feature_names)
     fns: dict[str, Callable[..., Any]] = {}
-    takes_row: dict[str, bool] = {}
+    args: dict[str, list[Any]] = {}
     for key in keys:
         if key == "pickle":
             fns[key] = common.pickle_call_site(name)
@@ -61,8 +66,9 @@ def build_paths(
             fns[key] = _ort_dict(sess, feats)
         elif key == "bare":
             sess = common.ort_session((onnx_dir / f"{name}.onnx").read_bytes(), threads=1)
-            row = np.zeros((1, len(feats)), dtype=np.float32)
-            fns[key] = functools.partial(sess.run, [sess.get_outputs()[0].name], {sess.get_inputs()[0].name: row})
+            inp = sess.get_inputs()[0].name
+            fns[key] = functools.partial(sess.run, [sess.get_outputs()[0].name])
+            args[key] = [{inp: np.array([model.policy.row(model.feature_names, r)], dtype=np.float32)} for r in rows]
         elif key == "predict_one":
             fns[key] = model.predict_one
         elif key == "dropin":
@@ -71,8 +77,8 @@ def build_paths(
             fns[key] = functools.partial(fn, **kwargs) if kwargs else fn
         else:
             raise ValueError(key)
-        takes_row[key] = key != "bare"
-    return fns, takes_row
+        args.setdefault(key, rows)
+    return fns, args
 
 
 def _inplace(b: Any, feats: list[str]) -> Callable[[dict[str, Any]], float]:
@@ -107,14 +113,16 @@ def _ort_dict(sess: Any, feats: list[str]) -> Callable[[dict[str, Any]], float]:
     return run
 
 
-def agreement(
-    fns: dict[str, Callable[..., Any]], takes_row: dict[str, bool], rows: list[dict[str, Any]]
-) -> dict[str, float]:
-    """Max |path - pickle| over the rows: every path must compute the same thing to be compared."""
+def agreement(fns: dict[str, Callable[..., Any]], rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Max |path - pickle| over the rows: every path must compute the same thing to be compared.
+
+    The bare run is left out: it is the graph ``predict_one`` runs, before the caller policy's
+    clamp, on rows already converted.
+    """
     ref = np.array([fns["pickle"](r) for r in rows], dtype=np.float64)
     out = {}
     for key, fn in fns.items():
-        if key == "pickle" or not takes_row[key]:
+        if key in ("pickle", "bare"):
             continue
         got = np.array([np.nan if (v := fn(r)) is None else v for r in rows], dtype=np.float64)
         out[key] = float(np.nanmax(np.abs(got - ref))) if np.isfinite(got).any() else float("nan")
@@ -124,14 +132,13 @@ def agreement(
 def measure_model(
     name: str, keys: tuple[str, ...], rows: list[dict[str, Any]], *, calls: int, rounds: int, onnx_dir: Path
 ) -> dict[str, Any]:
-    fns, takes_row = build_paths(name, keys, onnx_dir)
+    fns, args = build_paths(name, keys, onnx_dir, rows)
     per_round: dict[str, list[dict[str, float]]] = {k: [] for k in keys}
     pooled: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     warm = min(len(rows), 200)
     for r in range(rounds):
         for key in rotated(list(keys), r):
-            args = rows if takes_row[key] else None
-            samples = per_call_ns(fns[key], args, calls, warmup=warm if r == 0 else 20)
+            samples = per_call_ns(fns[key], args[key], calls, warmup=warm if r == 0 else 20)
             per_round[key].append(percentiles_us(samples))
             pooled[key].append(samples)
     paths = {}
@@ -155,7 +162,7 @@ def measure_model(
         ratios["dropin_over_bare"] = ratio_summary(p50s("dropin"), p50s("bare"))
     if "pickle" in keys and "dropin" in keys:
         ratios["pickle_over_dropin"] = ratio_summary(p50s("pickle"), p50s("dropin"))
-    return {"paths": paths, "ratios": ratios, "max_abs_diff_vs_pickle": agreement(fns, takes_row, rows[:300])}
+    return {"paths": paths, "ratios": ratios, "max_abs_diff_vs_pickle": agreement(fns, rows[:300])}
 
 
 def run(cfg: Any, cache: Path) -> dict[str, Any]:

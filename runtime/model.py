@@ -124,6 +124,13 @@ class Model:
         names = self.feature_names
         self._getter = operator.itemgetter(*names) if self._n > 1 else (lambda d, _f=names[0]: (d[_f],))
         self._zeros = (0.0,) * self._n
+        # zero-fill models with one-hot columns: (encoder, [(position in the row, encoded column)])
+        position = {f: i for i, f in enumerate(names)}
+        self._one_hot_slots = (
+            [(o, [(position[c], j) for j, c in enumerate(o.columns) if c in position]) for o in self.policy.one_hot]
+            if self.policy.one_hot and not self._reject
+            else None
+        )
         self._pack = struct.Struct(f"={self._n}f").pack_into
         self._clamp_min, self._clamp_max = self.policy.clamp_min, self.policy.clamp_max
         self._track_range = bool(np.isfinite(lo).any() or np.isfinite(hi).any())
@@ -282,6 +289,14 @@ class Model:
                 vals = list(map(features.get, self.feature_names, self._zeros))
             if not _fast_types(map(type, vals)):
                 vals = [to_float(f, v) for f, v in zip(self.feature_names, vals, strict=True)]
+        elif self._one_hot_slots is not None:  # zero-fill + one-hot (the spend models): policy.row, C-level
+            vals = list(map(features.get, self.feature_names, self._zeros))
+            for encoder, slots in self._one_hot_slots:
+                encoded = encoder.encode(features.get(encoder.input))
+                for i, j in slots:
+                    vals[i] = encoded[j]
+            if not _fast_types(map(type, vals)):
+                vals = self.policy.row(self.feature_names, features)
         else:
             vals = self.policy.row(self.feature_names, features)
         try:
