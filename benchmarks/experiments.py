@@ -427,6 +427,56 @@ def exp_single_row_call(cfg: argparse.Namespace) -> dict[str, Any]:
     return {"single_row_us": {k: {q: v * 1e6 for q, v in s.items() if q != "n"} for k, s in stats.items()}}
 
 
+def exp_tensor_runs(cfg: argparse.Namespace) -> dict[str, Any]:
+    """The tensor flavor's run size (TENSOR_RUN_BYTES) and how runs are spread over threads."""
+    import m7_runtime
+    from m7_runtime import model as model_module
+
+    name = common.HEADLINE
+    threads = common.cpu_threads()
+    n = cfg.chunk_rows
+    x = common.feature_matrix(common.artifact_features(name), n, seed=99)
+    manifest = common.ONNX / f"{name}.manifest.json"
+    bytes_per_row = json.loads(manifest.read_text())["flavors"]["tensor"]["bytes_per_row"]
+    shipped = model_module.TENSOR_RUN_BYTES["cpu"]
+    budgets = sorted({2**20, 4 * 2**20, shipped, 64 * 2**20})
+    out: dict[str, Any] = {
+        "rows": n,
+        "threads": threads,
+        "bytes_per_row": bytes_per_row,
+        "shipped_mib": shipped / 2**20,
+    }
+    for t in sorted({1, threads}):
+        model = m7_runtime.load(manifest, provider="cpu", flavor="tensor", threads=t)
+        sess = model._sessions.get()
+        pool = ThreadPoolExecutor(max_workers=t)
+
+        def with_budget(budget: int, model: Any = model) -> np.ndarray:
+            old = model_module.TENSOR_RUN_BYTES["cpu"]
+            model_module.TENSOR_RUN_BYTES["cpu"] = budget
+            try:
+                return model.predict(x)
+            finally:
+                model_module.TENSOR_RUN_BYTES["cpu"] = old
+
+        def dynamic(x: np.ndarray, sess: Any = sess, pool: ThreadPoolExecutor = pool) -> np.ndarray:
+            rows = max(1, shipped // bytes_per_row)
+            run = runner(sess)
+            return np.concatenate(list(pool.map(lambda a: run(x[a : a + rows]), range(0, len(x), rows))))
+
+        fns: dict[str, Callable[[], Any]] = {
+            f"{b / 2**20:g} MiB runs ({max(1, b // bytes_per_row):,} rows)": functools.partial(with_budget, b)
+            for b in budgets
+        }
+        if t > 1:
+            fns[f"{shipped / 2**20:g} MiB runs, dynamic (pool.map)"] = functools.partial(dynamic, x)
+        ref = model.predict(x)
+        stats = per_row_ns(interleaved(fns, cfg.rounds), n)
+        out[f"T={t}"] = {k: stats[k] | {"identical": identical(f(), ref)} for k, f in fns.items()}
+        pool.shutdown()
+    return out
+
+
 INSTRUCTIONS_CHILD = r"""
 import functools, json, sys
 import numpy as np, onnxruntime as ort
@@ -517,6 +567,7 @@ EXPERIMENTS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "graph_variants": exp_graph_variants,
     "row_order": exp_row_order,
     "single_row_call": exp_single_row_call,
+    "tensor_runs": exp_tensor_runs,
     "instructions": exp_instructions,
 }
 #: run only when named with --only (slow)
