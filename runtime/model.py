@@ -124,10 +124,11 @@ class Model:
         names = self.feature_names
         self._getter = operator.itemgetter(*names) if self._n > 1 else (lambda d, _f=names[0]: (d[_f],))
         self._zeros = (0.0,) * self._n
-        # zero-fill models with one-hot columns: (encoder, [(position in the row, encoded column)])
+        # zero-fill models with one-hot columns: (encoder, [(position in the row, encoded column)], memo of
+        # encodings by input value: encoding a status costs ~1 µs, a dict lookup ~50 ns)
         position = {f: i for i, f in enumerate(names)}
-        self._one_hot_slots = (
-            [(o, [(position[c], j) for j, c in enumerate(o.columns) if c in position]) for o in self.policy.one_hot]
+        self._one_hot_slots: list[tuple[Any, list[tuple[int, int]], dict[Any, tuple[float, ...]]]] | None = (
+            [(o, [(position[c], j) for j, c in enumerate(o.columns) if c in position], {}) for o in self.policy.one_hot]
             if self.policy.one_hot and not self._reject
             else None
         )
@@ -291,8 +292,14 @@ class Model:
                 vals = [to_float(f, v) for f, v in zip(self.feature_names, vals, strict=True)]
         elif self._one_hot_slots is not None:  # zero-fill + one-hot (the spend models): policy.row, C-level
             vals = list(map(features.get, self.feature_names, self._zeros))
-            for encoder, slots in self._one_hot_slots:
-                encoded = encoder.encode(features.get(encoder.input))
+            for encoder, slots, memo in self._one_hot_slots:
+                value = features.get(encoder.input)
+                cacheable = value is None or value.__class__ is str
+                encoded = memo.get(value) if cacheable else None
+                if encoded is None:
+                    encoded = encoder.encode(value)
+                    if cacheable and len(memo) < 64:  # a few statuses in practice; never unbounded
+                        memo[value] = encoded
                 for i, j in slots:
                     vals[i] = encoded[j]
             if not _fast_types(map(type, vals)):

@@ -161,3 +161,21 @@ def test_env_reader_matches_os_environ(monkeypatch):
     got = market7._env_values()
     want = tuple(os.environ.get(k) for k in market7._ENV)
     assert [None if v is None else os.fsdecode(v) for v in got] == list(want)
+
+
+def test_spend_one_hot_fast_path_matches_policy_row(snapshots):
+    """The zero-fill one-hot path (and its memo of encodings) is policy.row, edge cases included."""
+    spend = m7_runtime.load(ONNX / "xgb_spend_model.manifest.json", provider="cpu")
+    sess = plain_session(spend)
+    base = {k: v for k, v in snapshots.head(1).to_dict("records")[0].items() if k != "btc_status"}
+    statuses = ["bullish", "bearish", "neutral", "", "ish", "BULLISH", "sideways", None, math.nan, "nan"]
+    for _ in range(2):  # the second pass reads the memo
+        for status in [*statuses, "absent"]:
+            row = base if status == "absent" else base | {"btc_status": status}
+            x = np.asarray([spend.policy.row(spend.feature_names, row)], dtype=np.float32)
+            want = max(0.0, float(sess.run(None, {sess.get_inputs()[0].name: x})[0][0]))
+            assert spend.predict_one(row) == want, status
+    with pytest.raises(m7_runtime.M7Error, match="btc_status"):
+        spend.predict_one(base | {"btc_status": 3})
+    memo = spend._one_hot_slots[0][2]
+    assert set(memo) <= {s for s in statuses if s is None or isinstance(s, str)}
