@@ -15,7 +15,6 @@ T threads, as a user would configure it.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import common
-from .timing import block_seconds, calls_for, ratio_summary, rotated, summarize
+from .timing import block_seconds, calls_for, cycling, distinct_batches, ratio_summary, rotated, summarize
 
 LABELS = {
     "inplace": "xgboost Booster.inplace_predict",
@@ -81,8 +80,8 @@ def measure(
     keys = list(fns)
     out: dict[str, dict[str, Any]] = {}
     for n in sizes:
-        x = x_full[:n]
-        calls = {k: functools.partial(fns[k], x) for k in keys}
+        batches = distinct_batches(x_full, n)
+        calls = {k: cycling(fns[k], batches) for k in keys}
         for k in keys:  # warm-up: first-call allocations, lazy sessions, caches
             calls[k]()
         number = {k: calls_for(calls[k], cfg.batch_min_seconds) for k in keys}

@@ -105,7 +105,25 @@ def machine() -> dict[str, Any]:
         pass
     with contextlib.suppress(AttributeError):
         info["usable_cores"] = len(os.sched_getaffinity(0))
+    caches = cpu_caches()
+    if caches:
+        info["caches"] = caches
     return info
+
+
+def cpu_caches() -> dict[str, str]:
+    """Cache sizes of CPU 0 from sysfs (L1d, L2, L3), where Linux exposes them."""
+    out = {}
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level = (index / "level").read_text().strip()
+            kind = (index / "type").read_text().strip()
+            size = (index / "size").read_text().strip()
+        except OSError:
+            continue
+        if kind != "Instruction":
+            out[f"L{level}{'d' if kind == 'Data' else ''}"] = size
+    return out
 
 
 def thread_env() -> dict[str, str]:

@@ -365,7 +365,7 @@ def scaling_md(sec: dict[str, Any]) -> str:
             rows.append(cells)
         unit = "µs per call" if n == 1 else "ns per row"
         out += [
-            f"Batch of {n:,} rows ({unit}, median):",
+            f"Batch of {n:,} row{'s' if n != 1 else ''} ({unit}, median):",
             "",
             table(["trees × depth", *[res["labels"][k] for k in present]], rows),
             "",
@@ -460,10 +460,11 @@ def plot_latency(out: Path, sec: dict[str, Any]) -> Path | None:
     colors = ["#1b9e77" if "m7_runtime" in lab else ("#7570b3" if "bare" in lab else "#bbbbbb") for lab in labels]
     ax.barh(ys, p50, xerr=[lo, hi], color=colors, capsize=3, label="p50 (bar: median of rounds, whisker: min–max)")
     ax.scatter(p99, ys, marker="|", s=200, color="#d95f02", zorder=3, label="p99")
-    for y, v in zip(ys, p50, strict=True):
-        ax.text(v * 1.08, y, f"{v:.3g} µs", va="center", fontsize=8)
+    for y, v, right in zip(ys, p50, [max(a, b["p50_us"]["max"]) for a, b in zip(p99, paths, strict=True)], strict=True):
+        ax.text(right * 1.12, y, f"p50 {v:.3g} µs", va="center", fontsize=8)
     ax.set_yticks(list(ys), labels, fontsize=8)
     ax.set_xscale("log")
+    ax.set_xlim(right=max(p99 + [p["p50_us"]["max"] for p in paths]) * 3)
     ax.set_xlabel("µs per prediction (log scale), one row, one thread")
     ax.set_title(f"Single-row latency, {HEADLINE} ({sec.get('date_utc', '')[:10]})", fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
@@ -540,11 +541,12 @@ def plot_scaling(out: Path, sec: dict[str, Any]) -> Path | None:
             ax.set_ylabel("µs per call" if n == 1 else "ns per row")
             ax.set_title(f"depth {d}, batch {n:,}", fontsize=9)
             ax.grid(which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     fig.suptitle(
         f"Scaling with trees, depth and batch size (T = {res['threads']}; {sec.get('date_utc', '')[:10]})", fontsize=11
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     path = out / "scaling.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -577,7 +579,7 @@ def plot_cold(out: Path, sec: dict[str, Any]) -> Path | None:
         ax1.text(w["max"] * 1.03, y, f"{w['median']:.2f} s", va="center", fontsize=8)
     ax1.set_yticks(list(ys), labels, fontsize=8)
     ax1.set_xlabel("seconds, fresh process → 6 first predictions (whisker: min–max wall)")
-    ax1.legend(fontsize=7, loc="lower right")
+    ax1.legend(fontsize=7, loc="upper right")
     rss = [p["peak_rss_mb"]["median"] for p in paths]
     ax2.barh(ys, rss, color=["#bbbbbb" if "pickle" in lab else "#1b9e77" for lab in labels])
     for y, v in zip(ys, rss, strict=True):
@@ -585,7 +587,7 @@ def plot_cold(out: Path, sec: dict[str, Any]) -> Path | None:
     ax2.axvline(TARGETS["cold_rss_mb"], color="#d95f02", ls="--", label=f"target {TARGETS['cold_rss_mb']:.0f} MB")
     ax2.set_yticks(list(ys), [""] * len(paths))
     ax2.set_xlabel("peak RSS, MB")
-    ax2.legend(fontsize=7, loc="lower right")
+    ax2.legend(fontsize=7, loc="upper right")
     fig.suptitle(f"Cold start, all six models ({sec.get('date_utc', '')[:10]})", fontsize=11)
     fig.tight_layout()
     path = out / "cold_start.png"

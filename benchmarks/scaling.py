@@ -9,7 +9,6 @@ sizes, in interleaved rounds.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import common
-from .timing import block_seconds, calls_for, rotated, summarize
+from .timing import block_seconds, calls_for, cycling, distinct_batches, rotated, summarize
 
 N_FEATURES = 20
 N_TRAIN = 10_000
@@ -105,7 +104,7 @@ def build_paths(
 def run(cfg: Any, cache: Path) -> dict[str, Any]:
     folder = cache / "scaling"
     threads = common.cpu_threads()
-    x_full, _ = synthetic_data(max(cfg.scaling_sizes), seed=12345)
+    x_full, _ = synthetic_data(max(max(cfg.scaling_sizes), 100_000), seed=12345)  # distinct rows for small batches
     skipped: dict[str, str] = {}
     results: dict[str, Any] = {}
     for trees, depth in cfg.scaling_models:
@@ -115,8 +114,8 @@ def run(cfg: Any, cache: Path) -> dict[str, Any]:
         manifest = json.loads(files["manifest"].read_text())
         per_size: dict[str, Any] = {}
         for n in cfg.scaling_sizes:
-            x = x_full[:n]
-            calls = {k: functools.partial(fns[k], x) for k in keys}
+            batches = distinct_batches(x_full, n)
+            calls = {k: cycling(fns[k], batches) for k in keys}
             for k in keys:  # warm-up
                 calls[k]()
             number = {k: calls_for(calls[k], cfg.scaling_min_seconds) for k in keys}

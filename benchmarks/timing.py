@@ -15,6 +15,7 @@ are built for noisy conditions:
 from __future__ import annotations
 
 import gc
+import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -102,6 +103,23 @@ def calls_for(fn: Callable[[], Any], min_seconds: float, *, cap: int = 100_000) 
             return number
         number = min(cap, max(number * 2, int(number * min_seconds / max(t, 1e-9) * 1.2)))
     return cap
+
+
+def cycling(fn: Callable[[Any], Any], inputs: Sequence[Any]) -> Callable[[], Any]:
+    """A zero-argument call of ``fn`` on the next of ``inputs`` each time.
+
+    Timing one small batch over and over lets the CPU's branch predictor learn that
+    batch's branches, which flatters tree walks (a 100-row batch ran 3.5× faster per row
+    than 10,000 distinct rows): small batches are cycled through distinct rows instead.
+    """
+    nxt = itertools.cycle(inputs).__next__
+    return lambda: fn(nxt())
+
+
+def distinct_batches(x: Any, n: int, *, at_most: int = 1000) -> list[Any]:
+    """Up to ``at_most`` non-overlapping ``n``-row slices of ``x`` (views, no copies)."""
+    count = max(1, min(at_most, len(x) // n))
+    return [x[i * n : (i + 1) * n] for i in range(count)]
 
 
 def rotated(names: Sequence[str], round_index: int) -> list[str]:
