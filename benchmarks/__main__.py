@@ -2,8 +2,10 @@
 
 Runs the sections in order (single, batch, cold, convert, scaling), writes
 ``<out>/<section>.json`` after each one (so an interrupted run keeps what it measured),
-then ``summary.md`` and the PNG plots. Cached inputs (TL2cgen libraries, synthetic
-scaling models, converted artifacts) live in ``<out>/tmp``, which git ignores.
+then ``summary.md`` and the PNG plots. ``--quick`` writes to ``benchmarks/results/quick``
+so it never overwrites the full results. Cached inputs (TL2cgen libraries, synthetic
+scaling models) live in ``benchmarks/results/tmp`` (``OUT/tmp`` for an OUT elsewhere),
+which git ignores.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from . import env
 
 SECTIONS = ("single", "batch", "cold", "convert", "scaling")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+#: where --quick writes unless told otherwise: never over the full results in the repository
+QUICK_OUT = DEFAULT_OUT / "quick"
+#: trained/converted/compiled inputs shared by full and quick runs (git ignores it)
+DEFAULT_CACHE = DEFAULT_OUT / "tmp"
 
 
 @dataclass
@@ -154,7 +160,16 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--quick", action="store_true", help="fewer rounds and models (a few minutes)")
     mode.add_argument("--smoke", action="store_true", help="tiny configuration for the test suite (seconds)")
     parser.add_argument("--only", help=f"comma-separated sections to run: {','.join(SECTIONS)} (default: all)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: benchmarks/results)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="results folder (default: benchmarks/results; --quick: benchmarks/results/quick)",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        help="cached models and compiled libraries (default: benchmarks/results/tmp, or OUT/tmp for another OUT)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args(argv)
 
@@ -162,8 +177,10 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = config_for("smoke" if args.smoke else "quick" if args.quick else "full")
     cfg.verbose = not args.quiet
-    out: Path = args.out
-    cache = out / "tmp"
+    out: Path = args.out or (QUICK_OUT if cfg.mode == "quick" else DEFAULT_OUT)
+    under_default = out.resolve() == DEFAULT_OUT or DEFAULT_OUT in out.resolve().parents
+    cache: Path = args.cache or (DEFAULT_CACHE if under_default else out / "tmp")
+    out.mkdir(parents=True, exist_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
     silence_library_logs()
     sections = parse_only(args.only)

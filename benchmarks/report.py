@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -408,12 +409,21 @@ def conditions_md(s: dict[str, dict[str, Any]]) -> str:
     )
 
 
+def notes_link(out: Path) -> str:
+    """benchmarks/NOTES.md relative to the folder the summary is written to."""
+    notes = Path(__file__).resolve().parent / "NOTES.md"
+    try:
+        return os.path.relpath(notes, out.resolve()).replace(os.sep, "/")
+    except ValueError:  # another drive on Windows
+        return str(notes)
+
+
 def write_summary(out: Path, s: dict[str, dict[str, Any]]) -> Path:
     parts = [
         "# Benchmark results",
         "",
         'Written by `python -m benchmarks` (see README, "Benchmarks"); every number below is read from the '
-        "JSON files beside this one. Method and experiments: [NOTES.md](../NOTES.md).",
+        f"JSON files beside this one. Method and experiments: [NOTES.md]({notes_link(out)}).",
         "",
         "## Targets (issue 6)",
         "",
