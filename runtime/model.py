@@ -405,6 +405,13 @@ class Model:
         self._count_out_of_range(None)
         return self._out_of_range
 
+    @out_of_range.setter
+    def out_of_range(self, value: dict[str, int]) -> None:
+        """Replace the counts (e.g. ``model.out_of_range = {}`` to start a new period); queued rows are dropped."""
+        with self._range_lock:
+            self._pending_rows.clear()
+            self._out_of_range = value
+
     def _count_out_of_range(self, rows: np.ndarray | None) -> None:
         """Count ``rows`` (float32, one per input), or the queued rows when None."""
         with self._range_lock:

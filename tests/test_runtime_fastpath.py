@@ -101,6 +101,11 @@ def test_out_of_range_counts_are_exact_when_read(snapshots, monkeypatch):
     want = {f: int(c) for f, c in zip(model.feature_names, outside.sum(axis=0), strict=True) if c}
     assert model.out_of_range == want
     assert not model._pending_rows
+    model.predict_one(rows[0])
+    model.out_of_range = {}  # a new period: queued rows are dropped with the old counts
+    assert model.out_of_range == {}
+    model.predict_one(rows[0])
+    assert sum(model.out_of_range.values()) == int(outside[0].sum())
 
 
 def test_out_of_range_logs_each_row_at_debug(caplog):
