@@ -54,6 +54,27 @@ def _thread_pool() -> ThreadPoolExecutor:
         return _pool
 
 
+def range_bounds(
+    features: tuple[str, ...], split_ranges: Mapping[str, Mapping[str, float]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per feature, the band outside which an input counts as out of range (never rejected).
+
+    The split thresholds are all the model knows of its training data, and a normal value
+    often lies beyond the outermost one (a 0/1 flag's only threshold is 1.0). So the band is
+    the threshold range widened on each side by its width or the thresholds' magnitude,
+    whichever is larger: it flags inputs far from anything the trees tell apart (a price in
+    cents, minutes given as seconds), not the ordinary tails.
+    """
+    lo = np.full(len(features), -np.inf, np.float32)
+    hi = np.full(len(features), np.inf, np.float32)
+    for i, f in enumerate(features):
+        if f in split_ranges:
+            a, b = float(split_ranges[f]["min"]), float(split_ranges[f]["max"])
+            pad = max(b - a, abs(a), abs(b)) or 1.0
+            lo[i], hi[i] = a - pad, b + pad
+    return lo, hi
+
+
 class Sessions:
     """The onnxruntime session of one artifact, created lazily and shared by identical artifacts."""
 
@@ -110,12 +131,7 @@ class Model:
         self._fast_row = not self.policy.one_hot
         self._reject = self.policy.on_missing == "reject"
         self._clamp = self.policy.clamp_min is not None or self.policy.clamp_max is not None
-        lo = np.full(self._n, -np.inf, np.float32)
-        hi = np.full(self._n, np.inf, np.float32)
-        for i, f in enumerate(self.feature_names):
-            if f in manifest.split_ranges:
-                lo[i], hi[i] = manifest.split_ranges[f]["min"], manifest.split_ranges[f]["max"]
-        self._lo, self._hi = lo, hi
+        self._lo, self._hi = range_bounds(self.feature_names, manifest.split_ranges)
         self._range_lock = threading.Lock()
         self._local = threading.local()
         # predict_one's hot-path state (benchmarks/NOTES.md, "predict_one"): a C-level row reader,
@@ -134,7 +150,7 @@ class Model:
         )
         self._pack = struct.Struct(f"={self._n}f").pack_into
         self._clamp_min, self._clamp_max = self.policy.clamp_min, self.policy.clamp_max
-        self._track_range = bool(np.isfinite(lo).any() or np.isfinite(hi).any())
+        self._track_range = bool(np.isfinite(self._lo).any() or np.isfinite(self._hi).any())
         self._pending_rows: deque[bytes] = deque()
         self._out_of_range: dict[str, int] = {}
 
@@ -397,7 +413,7 @@ class Model:
 
     @property
     def out_of_range(self) -> dict[str, int]:
-        """How many single-row inputs fell outside the training split range, per feature.
+        """How many single-row inputs fell far outside the split thresholds, per feature (:func:`range_bounds`).
 
         ``predict_one`` queues its float32 rows and they are counted in one numpy pass here
         (or every few thousand rows), so the count is exact whenever it is read.
