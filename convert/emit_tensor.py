@@ -11,7 +11,11 @@ Hummingbird (Nakandala et al., OSDI 2020), chosen per model by :func:`choose_str
   trees × inner nodes × leaves (about 4**depth), so it suits shallow trees;
 * ``traversal``: rows walk down their trees one level per step with ``GatherElements``
   over [trees, nodes] tables: work per row grows with trees × depth, whatever the shape
-  of the trees.
+  of the trees;
+* ``complete`` and ``code`` (module ``tensor_layouts``): the trees padded to complete
+  trees, per-level tables, the next node computed rather than looked up, the top levels
+  evaluated densely; within a node budget (deep forests keep ``traversal``). ``code``
+  uses ``MatMulInteger`` on uint8, which has no CUDA kernel: CPU graphs only.
 
 Exactness, in the order things happen:
 
@@ -31,45 +35,70 @@ Exactness, in the order things happen:
   120 trees) that already costs 2e-6 (float64) to 8e-6 (float32 pairwise) of relative
   error against the 1e-5 tolerance, and grows with the number of trees. The chain makes
   the margins bit-identical to xgboost's and to the tree flavor's.
+* ``summation="cumsum"`` (CPU graphs) replaces the chain by one ``CumSum`` over the tree
+  axis, with the base margin folded into each group's first tree: its leaves hold
+  ``fl(base + leaf)``, which is exactly the chain's first addition. onnxruntime's CPU
+  kernel computes ``out[i] = out[i-1] + in[i]`` in a plain loop (cumsum.cc), the chain's
+  order; its CUDA kernel re-adds every prefix from zero for every output (work ~ trees²),
+  so the graph that may run on CUDA keeps the chain.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, shape_inference
+from onnx import TensorProto, helper
 
-from . import graph
+from . import graph, tensor_layouts
 from .errors import ConvertError
 from .ir import Forest, Tree
+from .tensor_memory import bytes_per_row  # noqa: F401  (re-exported: benchmarks and tests import it from here)
 
 #: strategy name -> one line for the manifest and the docs
 STRATEGIES: dict[str, str] = {
     "gemm": "all splits at once, leaves found by two batched MatMuls (Hummingbird GEMM)",
     "traversal": "one GatherElements step per tree level over node tables (Hummingbird tree traversal)",
+    "complete": "complete trees, per-level tables, next node 2k + (x < t), dense root level",
+    "code": "complete trees, top three levels packed into one code by MatMulInteger (CPU only)",
 }
+#: strategies whose every operator has a CUDA kernel (tests/data/ort_cuda_kernels.json)
+CUDA_STRATEGIES = ("gemm", "traversal", "complete")
+#: strategies that pad trees to complete trees (subject to tensor_layouts.declines)
+COMPLETE_STRATEGIES = ("complete", "code")
+#: how leaf values are summed: "chain" (ordered Add nodes, any provider), "cumsum" (CPU only)
+SUMMATIONS = ("chain", "cumsum")
 
 STRATEGY_KEY = "m7.tensor_strategy"  # ONNX metadata: which strategy built the graph
+SUMMATION_KEY = "m7.tensor_summation"  # ONNX metadata: how the leaf values are summed
 
 #: :func:`choose_strategy` threshold, from benchmarks/NOTES.md ("Tensor flavor")
 GEMM_MAX_DEPTH = 2
 
 
 def choose_strategy(forest: Forest) -> str:
-    """The strategy for this forest: ``gemm`` for trees of depth <= GEMM_MAX_DEPTH, else ``traversal``.
+    """The strategy of the graph that may run on CUDA (a rule: there is no GPU here to measure on).
 
-    GEMM evaluates every split of a tree for every row and multiplies by a (leaves ×
-    inner nodes) matrix per tree, so its cost per row grows like 4**depth; traversal costs
-    seven element-wise operations per level. Measured on the CPU (benchmarks/tensor_cpu.py,
-    numbers in benchmarks/NOTES.md) in the runtime's memory-bounded runs: GEMM is 1.3-2x
-    ahead at depth 2, 10-20% behind at depth 3, 35% behind at depth 4, and 5-50x behind
-    from depth 6. Not measured on a GPU (none here): benchmarks/gpu_batch.py --strategies
-    times both there, so the threshold can be revisited with data.
+    ``gemm`` for trees of depth <= GEMM_MAX_DEPTH (its cost per row grows like 4**depth:
+    on the CPU 1.3-2x ahead at depth 2, 5-50x behind from depth 6); else ``complete``
+    within the node budget (one ``GatherElements`` per level fewer than traversal, and
+    ahead of it on the CPU at every shape measured, benchmarks/NOTES.md); else
+    ``traversal``. benchmarks/gpu_batch.py --strategies times every strategy on a GPU,
+    so the rule can be revisited with data. The CPU graph is chosen by measurement
+    (``m7_convert.tune``).
     """
-    return "gemm" if forest.max_depth() <= GEMM_MAX_DEPTH else "traversal"
+    if forest.max_depth() <= GEMM_MAX_DEPTH:
+        return "gemm"
+    return "complete" if declines(forest, "complete") is None else "traversal"
+
+
+def declines(forest: Forest, strategy: str) -> str | None:
+    """Why ``strategy`` cannot express this forest (None: it can); the choice then falls back."""
+    if strategy not in COMPLETE_STRATEGIES:
+        return None
+    return tensor_layouts.declines(forest, len(slots(forest)[0]))
 
 
 @dataclass(frozen=True)
@@ -290,7 +319,12 @@ def _traversal(g: _Graph, columns: _Columns, trees: list[_Compact]) -> str:
 _ONNX_INT = {np.int32: TensorProto.INT32, np.int64: TensorProto.INT64}
 
 
-STRATEGY_FUNCTIONS = {"gemm": _gemm, "traversal": _traversal}
+STRATEGY_FUNCTIONS = {
+    "gemm": _gemm,
+    "traversal": _traversal,
+    "complete": tensor_layouts.complete,
+    "code": tensor_layouts.code,
+}
 
 
 def _sum_in_tree_order(g: _Graph, tree_values: str, rows: str, forest: Forest, per_group: int) -> str:
@@ -315,14 +349,45 @@ def _sum_in_tree_order(g: _Graph, tree_values: str, rows: str, forest: Forest, p
     return g.op("Transpose", [gn], "margin", perm=[1, 0])
 
 
-def emit_tensor(forest: Forest, *, strategy: str | None = None) -> onnx.ModelProto:
-    """The tensor-flavor graph of ``forest``; ``strategy`` overrides :func:`choose_strategy` (tests, benchmarks)."""
+def _fold_base_margin(compact: list[_Compact], forest: Forest) -> list[_Compact]:
+    """Slot g (group g's first tree) with leaves ``fl(base[g] + leaf)``: the chain's first addition, done here."""
+    base = forest.base_margin.astype(np.float32)
+    folded = list(compact)
+    for g in range(forest.n_groups):
+        c = compact[g]
+        value = np.where(c.left < 0, base[g] + c.value, np.float32(0)).astype(np.float32)
+        folded[g] = replace(c, value=value)
+    return folded
+
+
+def _sum_cumsum(g: _Graph, tree_values: str, rows: str, forest: Forest, per_group: int) -> str:
+    """Margins [N, groups] by one CumSum over the tree axis (base margin already in the first trees' leaves)."""
+    kgn = g.op("Concat", [g.const("kg", np.array([per_group, forest.n_groups], np.int64)), rows], "kgn_shape", axis=0)
+    values = g.op("Reshape", [tree_values, kgn], "kgn")
+    running = g.op("CumSum", [values, g.const("tree_axis", np.array(0, np.int64))], "running_sum")
+    gn = g.op("Gather", [running, g.const("last_tree", np.array(per_group - 1, np.int64))], "margin_gn", axis=0)
+    return g.op("Transpose", [gn], "margin", perm=[1, 0])
+
+
+def emit_tensor(forest: Forest, *, strategy: str | None = None, summation: str = "chain") -> onnx.ModelProto:
+    """The tensor-flavor graph of ``forest``.
+
+    ``strategy`` overrides :func:`choose_strategy`; ``summation="cumsum"`` builds a CPU
+    graph (one ``CumSum`` instead of the ordered ``Add`` chain, see the module docstring).
+    Raises :class:`ConvertError` for an unknown strategy, or one that declines the forest.
+    """
     chosen = strategy or choose_strategy(forest)
     if chosen not in STRATEGY_FUNCTIONS:
         known = "; ".join(f"{k}: {v}" for k, v in STRATEGIES.items())
         raise ConvertError(f"unknown tensor strategy {chosen!r}; known: {known}")
+    if summation not in SUMMATIONS:
+        raise ConvertError(f"unknown summation {summation!r}; known: {', '.join(SUMMATIONS)}")
+    if (why := declines(forest, chosen)) is not None:
+        raise ConvertError(f"the {chosen} strategy cannot take this model: {why}")
     trees, per_group = slots(forest)
     compact = [_compact(t, forest.n_features) for t in trees]
+    if summation == "cumsum":
+        compact = _fold_base_margin(compact, forest)
     present_block = any(bool(np.any(c.column >= 2 * forest.n_features)) for c in compact)
     g = _Graph()
     pre_nodes, pre_inits = graph.missing_to_nan(graph.INPUT, forest.missing, "x")
@@ -331,7 +396,8 @@ def emit_tensor(forest: Forest, *, strategy: str | None = None) -> onnx.ModelPro
     columns = _column_blocks(g, "x", n_features=forest.n_features, present_block=present_block)
     rows = g.op("Shape", ["x"], "rows", start=0, end=1)
     tree_values = STRATEGY_FUNCTIONS[chosen](g, columns, compact)
-    margin = _sum_in_tree_order(g, tree_values, rows, forest, per_group)
+    sums = _sum_cumsum if summation == "cumsum" else _sum_in_tree_order
+    margin = sums(g, tree_values, rows, forest, per_group)
     link_nodes, link_inits = graph.link(forest.objective.link, margin, graph.OUTPUT)
     m = graph.model(
         [*g.nodes, *link_nodes],
@@ -342,76 +408,5 @@ def emit_tensor(forest: Forest, *, strategy: str | None = None) -> onnx.ModelPro
         ml=False,
     )
     m.metadata_props.append(onnx.StringStringEntryProto(key=STRATEGY_KEY, value=chosen))
+    m.metadata_props.append(onnx.StringStringEntryProto(key=SUMMATION_KEY, value=summation))
     return m
-
-
-#: On the CPU, batches of at least this many rows run faster in the tensor flavor than in
-#: the tree flavor (for every shape measured: 100-500 trees, depth 2-12; benchmarks/NOTES.md).
-CPU_MIN_ROWS = 256
-#: The deepest trees that measurement covered; beyond it the CPU keeps the tree flavor.
-CPU_MEASURED_MAX_DEPTH = 12
-
-
-def cpu_min_rows(forest: Forest) -> int | None:
-    """From how many rows the runtime may run this tensor flavor on the CPU; None: never (unmeasured shapes)."""
-    return CPU_MIN_ROWS if forest.max_depth() <= CPU_MEASURED_MAX_DEPTH else None
-
-
-def bytes_per_row(model: onnx.ModelProto) -> int:
-    """Bytes of all tensors the graph computes, per input row: the runtime's chunking bound.
-
-    Shape inference with the row dimension named: every node output must come out as
-    fixed dimensions times the row dimension once (row-independent outputs, such as shape
-    tensors, count 0). A reshaping node whose output size inference cannot name (a
-    ``Reshape`` to [-1] inside a composed Pipeline graph) holds as many bytes as its input.
-    Summing every output over-counts what onnxruntime holds at once (its planner reuses
-    buffers), so runs sized from it stay under their budget. Raises :class:`ConvertError`
-    if some output's size is not known.
-    """
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = _ROWS
-    inferred = shape_inference.infer_shapes(m, strict_mode=True, data_prop=True)
-    known = {vi.name: vi.type.tensor_type for vi in [*inferred.graph.value_info, *inferred.graph.output]}
-    per_row: dict[str, int] = {i.name: _row_bytes(i.type.tensor_type) or 0 for i in inferred.graph.input}
-    for node in inferred.graph.node:
-        for out in node.output:
-            t = known.get(out)
-            size = _row_bytes(t) if t is not None else None
-            if size is None and node.op_type in _SAME_SIZE and node.input[0] in per_row:
-                size = per_row[node.input[0]]
-            if size is None:
-                dims = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in t.shape.dim] if t else None
-                raise ConvertError(
-                    f"cannot bound the tensor flavor's memory: {node.op_type} output {out!r} has shape {dims}"
-                )
-            per_row[out] = size
-    inputs = {i.name for i in inferred.graph.input}
-    return sum(v for k, v in per_row.items() if k not in inputs)
-
-
-_ROWS = "N"
-_SAME_SIZE = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
-
-
-def _row_bytes(t: onnx.TypeProto.Tensor) -> int | None:
-    """Bytes per row of a tensor type: 0 if its size does not depend on the rows, None if unknown."""
-    dims = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in t.shape.dim]
-    if not t.elem_type or not t.HasField("shape") or any(d != _ROWS and not isinstance(d, int) for d in dims):
-        return None
-    if dims.count(_ROWS) > 1:
-        raise ConvertError(f"a tensor of shape {dims} grows with the square of the rows")
-    if _ROWS not in dims:
-        return 0
-    size = int(np.prod([d for d in dims if d != _ROWS], dtype=np.int64))
-    return size * helper.tensor_dtype_to_np_dtype(t.elem_type).itemsize
-
-
-def tensor_facts(model: onnx.ModelProto, forest: Forest) -> dict[str, object]:
-    """What the manifest records about a tensor-flavor artifact (``flavors.tensor``) for the runtime."""
-    recorded = {p.key: p.value for p in model.metadata_props}.get(STRATEGY_KEY)
-    return {
-        "strategy": recorded or choose_strategy(forest),
-        "bytes_per_row": bytes_per_row(model),
-        "cpu_min_rows": cpu_min_rows(forest),
-    }

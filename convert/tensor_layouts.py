@@ -1,0 +1,179 @@
+"""Complete-tree layouts for the tensor emitter: fewer gathers per level than the compact traversal.
+
+Every tree is padded to a complete binary tree of the forest's depth D and stored as one
+table per level, so a row's position at the next level is arithmetic (``2k + (x < t)``)
+rather than a third lookup. Two strategies use it (``emit_tensor.STRATEGY_FUNCTIONS``):
+
+* ``complete``: the root level of every tree is evaluated densely (one ``Gather`` of whole
+  input rows and one ``Less``, no per-element lookup), every deeper level with three
+  ``GatherElements`` (column, value, threshold). Standard operators that onnxruntime's
+  CUDA provider implements, so it can be the CUDA graph.
+* ``code``: the top three levels (seven nodes per tree) are evaluated densely and packed
+  into one 7-bit code per tree and row by a ``MatMulInteger`` with the weights 2**h; the
+  next levels' tables are indexed by that code directly (the code → position map is folded
+  into them), so the top three levels cost no per-element lookup at all. ``MatMulInteger``
+  on uint8 has no CUDA kernel: CPU graphs only.
+
+Both read ``_Compact`` trees (``emit_tensor``) and produce the same [S, N] leaf values as
+the compact strategies, so they are bit-identical to them and to the tree flavor.
+Padding below a shallow leaf compares against a NaN threshold: ``x < NaN`` is false for
+every x, including ±inf (IEEE 754, CPU and CUDA alike), so a padded node always goes
+right and the leaf's value is stored where that path ends. Forests whose padding would be
+too large decline (:func:`declines`) and the choice falls back to ``traversal``.
+
+This module is a leaf: it receives the graph builder, the column blocks and the trees as
+arguments (typed through ``TYPE_CHECKING`` only), so ``emit_tensor`` can list its
+strategies without an import cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from onnx import TensorProto
+
+if TYPE_CHECKING:
+    from .ir import Forest
+
+#: node budget: deeper forests, or more padded nodes than this, keep the compact traversal
+#: (the tables hold trees x 2**depth leaves; at depth 10 that is already 1,024 per tree)
+COMPLETE_MAX_DEPTH = 10
+COMPLETE_MAX_NODES = 2**21
+#: ``code``: levels packed into one code per tree and row (2**3 - 1 = 7 bits, uint8 weights)
+CODE_TOP_LEVELS = 3
+#: ``code``: deeper levels are indexed by the code (2x more entries per level) while their
+#: tables stay this wide; then the position is looked up once and tables go back to 2**level.
+#: 256 was fastest on 500x6 and 1000x8 forests (benchmarks/NOTES.md, "Complete-tree layouts")
+CODE_FOLD_MAX = 256
+
+
+@dataclass(frozen=True)
+class CompleteTables:
+    """Trees padded to complete binary trees of depth ``depth``, one table per level.
+
+    At level l the node at position k has its left child at 2k + 1 and its right child at
+    2k, so the next position is ``2k + (x < t)``. A leaf at level l, position k sits at
+    position k * 2**(depth - l) of ``leaves`` (padding below it always goes right).
+    """
+
+    depth: int
+    columns: tuple[np.ndarray, ...]  # level l: int64 [S, 2**l], rows of the column blocks
+    thresholds: tuple[np.ndarray, ...]  # level l: float32 [S, 2**l], NaN below a leaf
+    leaves: np.ndarray  # float32 [S, 2**depth]
+
+
+def padded_nodes(trees: int, depth: int) -> int:
+    """Table entries of the complete layout: inner nodes and leaves of ``trees`` complete trees."""
+    return trees * (2 ** (depth + 1) - 1)
+
+
+def declines(forest: Forest, n_slots: int) -> str | None:
+    """Why the complete layouts cannot take this forest (None: they can).
+
+    Beyond the node budget, trees the layout does not express: anything but scalar leaves
+    and numeric splits (the IR may grow those; then the existing strategies handle them).
+    """
+    depth = forest.max_depth()
+    if depth == 0:
+        return "every tree is a single leaf (nothing to lay out)"
+    if depth > COMPLETE_MAX_DEPTH:
+        return f"depth {depth} is beyond the complete layout's budget (depth <= {COMPLETE_MAX_DEPTH})"
+    if padded_nodes(n_slots, depth) > COMPLETE_MAX_NODES:
+        return (
+            f"{n_slots} trees of depth {depth} pad to {padded_nodes(n_slots, depth):,} nodes, "
+            f"beyond the complete layout's budget of {COMPLETE_MAX_NODES:,}"
+        )
+    for t in forest.trees:
+        if np.ndim(t.leaf_value) != 1:
+            return "vector leaves are not expressed by the complete layout"
+        if any("categor" in name and bool(np.any(value)) for name, value in vars(t).items()):
+            return "categorical splits are not expressed by the complete layout"
+    return None
+
+
+def complete_tables(trees: list[Any]) -> CompleteTables:
+    """The per-level tables of ``trees`` (``_Compact``: left/right/column/threshold/value)."""
+    depth = max(t.depth() for t in trees)
+    s = len(trees)
+    cols = [np.zeros((s, 2**lv), np.int64) for lv in range(depth)]
+    thrs = [np.full((s, 2**lv), np.nan, np.float32) for lv in range(depth)]
+    leaves = np.zeros((s, 2**depth), np.float32)
+    for i, t in enumerate(trees):
+        stack = [(0, 0, 0)]  # node, level, position
+        while stack:
+            node, level, k = stack.pop()
+            if t.left[node] < 0:
+                leaves[i, k * 2 ** (depth - level)] = t.value[node]
+                continue
+            cols[level][i, k] = t.column[node]
+            thrs[level][i, k] = t.threshold[node]
+            stack.append((int(t.left[node]), level + 1, 2 * k + 1))
+            stack.append((int(t.right[node]), level + 1, 2 * k))
+    return CompleteTables(depth, tuple(cols), tuple(thrs), leaves)
+
+
+def _goes_left_int(g: Any, goes_left: str) -> str:
+    return g.op("Cast", [goes_left], "left_i32", to=TensorProto.INT32)
+
+
+def _step(g: Any, columns: Any, at: str, col_table: np.ndarray, thr_table: np.ndarray) -> str:
+    """One sparse level: the next index ``2 * at + (x < t)``, reading each row's node through ``at``."""
+    col = g.op("GatherElements", [g.const("level_columns", col_table.astype(np.int32)), at], "col", axis=1)
+    x = g.op("GatherElements", [columns.name, col], "x", axis=0)
+    th = g.op("GatherElements", [g.const("level_thresholds", thr_table), at], "th", axis=1)
+    left = _goes_left_int(g, g.op("Less", [x, th], "left"))
+    return g.op("Add", [g.op("Add", [at, at], "twice"), left], "next")
+
+
+def complete(g: Any, columns: Any, trees: list[Any]) -> str:
+    """Leaf value of every tree slot, [S, N]: dense root level, then one sparse step per level."""
+    t = complete_tables(trees)
+    root_x = g.op("Gather", [columns.name, g.const("root_columns", t.columns[0][:, 0])], "root_x", axis=0)
+    left = g.op("Less", [root_x, g.const("root_thresholds", t.thresholds[0])], "root_left")
+    k = _goes_left_int(g, left)  # position at level 1
+    for level in range(1, t.depth):
+        k = _step(g, columns, k, t.columns[level], t.thresholds[level])
+    return g.op("GatherElements", [g.const("leaf_values", t.leaves), k], "tree_values", axis=1)
+
+
+def code_positions(top: int) -> np.ndarray:
+    """Position at level ``top`` for every code (bit h: goes left at heap node h of the top levels)."""
+    n_bits = 2**top - 1
+    out = np.zeros(2**n_bits, np.int64)
+    for c in range(2**n_bits):
+        k = 0
+        for level in range(top):
+            k = 2 * k + ((c >> (2**level - 1 + k)) & 1)
+        out[c] = k
+    return out
+
+
+def code(g: Any, columns: Any, trees: list[Any]) -> str:
+    """Leaf value of every tree slot, [S, N]: the top levels as one code per tree and row, then sparse steps."""
+    t = complete_tables(trees)
+    s = len(trees)
+    top = min(CODE_TOP_LEVELS, t.depth)
+    n_bits = 2**top - 1
+    heap_columns = np.concatenate(t.columns[:top], axis=1)  # [S, I], heap order
+    heap_thresholds = np.concatenate(t.thresholds[:top], axis=1)[:, :, None]  # [S, I, 1]
+    x = g.op("Gather", [columns.name, g.const("top_columns", heap_columns)], "top_x", axis=0)  # [S, I, N]
+    left = g.op("Less", [x, g.const("top_thresholds", heap_thresholds)], "top_left")
+    bits = g.op("Cast", [left], "top_bits", to=TensorProto.UINT8)
+    weights = (2 ** np.arange(n_bits)).astype(np.uint8).reshape(1, n_bits)
+    packed = g.op("MatMulInteger", [g.const("top_weights", weights), bits], "code_s1n")  # int32 [S, 1, N]
+    idx = g.op("Squeeze", [packed, g.const("axis1", np.array([1], np.int64))], "code")
+    position = code_positions(top)  # entry i of a code-indexed table belongs to position[i]
+    k: str | None = None  # the plain position, once tables stop being code-indexed
+    for level in range(top, t.depth):
+        if k is None and len(position) > CODE_FOLD_MAX:
+            lookup = np.ascontiguousarray(np.broadcast_to(position.astype(np.int32), (s, len(position))))
+            k = g.op("GatherElements", [g.const("code_to_position", lookup), idx], "position", axis=1)
+        if k is None:
+            idx = _step(g, columns, idx, t.columns[level][:, position], t.thresholds[level][:, position])
+            position = (2 * np.repeat(position, 2) + np.tile(np.array([0, 1]), len(position))).astype(np.int64)
+        else:
+            k = _step(g, columns, k, t.columns[level], t.thresholds[level])
+    leaves = t.leaves if k is not None else t.leaves[:, position]
+    return g.op("GatherElements", [g.const("leaf_values", leaves), k or idx], "tree_values", axis=1)
