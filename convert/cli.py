@@ -12,6 +12,7 @@ from m7_runtime.errors import M7Error
 
 from .driver import convert, flavor_names, recheck
 from .errors import ParityError
+from .tune import TensorPlan, report_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +35,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spec", type=Path, help="model spec TOML (default: spec.toml beside each source, if any)")
     p.add_argument("--missing", type=float, help="missing-value sentinel for native .json/.ubj files (default NaN)")
     p.add_argument("--rows", type=int, default=2000, help="random probe rows for verification (default 2000)")
+    p.add_argument(
+        "--tune",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="how the CPU tensor graph and its run size are chosen: --tune measures them on this machine; "
+        "--no-tune uses the fixed rule (no measurement: reproducible builds); default: reuse the choice of an "
+        "artifact converted from the same source (in --out-dir or bundled), else measure",
+    )
+    p.add_argument(
+        "--tune-report", type=Path, metavar="FILE", help="write the tuning timings (JSON) to FILE (measured only)"
+    )
     p.add_argument(
         "--trust-pickle",
         action="store_true",
@@ -83,6 +95,7 @@ def _convert(args: argparse.Namespace) -> int:
                 trust_pickle=args.trust_pickle,
                 missing=args.missing,
                 n_random=args.rows,
+                tune=args.tune,
             )
         except ParityError as exc:
             failures += 1
@@ -99,9 +112,26 @@ def _convert(args: argparse.Namespace) -> int:
             f"(parity on {rows} rows, max rel error {worst:.2e})"
         )
         print(f"     {result.name}: policy from {result.policy_origin.describe()}")
+        if result.plan is not None:
+            _print_plan(result.name, result.plan, args.tune_report, len(args.sources) > 1)
         for flavor, why in result.skipped.items():
             print(f"     {result.name}: no {flavor} flavor: {why}")
     return 1 if failures else 0
+
+
+def _print_plan(name: str, plan: TensorPlan, report: Path | None, many: bool) -> None:
+    """The tensor graphs' choice; when measured, the medians behind it (and the full timings to --tune-report)."""
+    print(f"     {name}: {plan.describe()}")
+    for note in plan.notes:
+        print(f"     {name}: {note}")
+    if not plan.report:
+        return
+    layouts = ", ".join(f"{k} {v['ns_per_row']:.0f}" for k, v in plan.report["layouts"].items())
+    print(f"     {name}: measured ns/row (one thread): {layouts}")
+    if report is not None:
+        path = report.with_name(f"{report.stem}.{name}{report.suffix}") if many else report
+        path.write_text(report_json({"model": name, **plan.report}))
+        print(f"     {name}: tuning timings written to {path}")
 
 
 def _manifests(target: Path) -> list[Path]:

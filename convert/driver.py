@@ -17,8 +17,8 @@ from m7_runtime.integrity import artifact_bytes
 from m7_runtime.parity import REL_TOL, TOLERANCE_TEXT, Parity
 from m7_runtime.policy import InputPolicy
 
-from . import graph
-from .emit_tensor import emit_tensor, tensor_facts
+from . import graph, tune
+from .emit_tensor import emit_tensor
 from .emit_tree import emit_tree
 from .errors import ConvertError, ParityError, UnsupportedModelError
 from .ir import Forest, from_booster_json
@@ -27,12 +27,29 @@ from .spec import ModelSpec, resolve
 from .verify import FlavorReport, onnx_predict, probes, verify_graph, xgboost_predict
 from .write import flavor_entries, library_versions, source_info, stamp_contract, write_artifacts
 
-#: flavor name -> emitter; one function per flavor, from the same IR
+#: flavor name -> emitter; one function per flavor, from the same IR. The CPU-only tensor graph
+#: ("tensor_cpu") is built by :func:`emitter` from the tuning plan (its strategy is chosen per model).
 EMITTERS: dict[str, Callable[[Forest], onnx.ModelProto]] = {"tree": emit_tree, "tensor": emit_tensor}
+TENSOR_FLAVORS = ("tensor", "tensor_cpu")
 
 
 def flavor_names() -> tuple[str, ...]:
-    return tuple(EMITTERS)
+    return (*EMITTERS, "tensor_cpu")
+
+
+def emitter(flavor: str, plan: tune.TensorPlan | None) -> Callable[[Forest], onnx.ModelProto]:
+    """The emitter of ``flavor``; the tensor graphs follow ``plan`` (the CUDA rule, the CPU choice)."""
+    if flavor == "tensor" and plan is not None:
+        return lambda forest: emit_tensor(forest, strategy=plan.cuda_strategy)
+    if flavor == "tensor_cpu":
+        if plan is None or plan.cpu.strategy is None:
+            raise ConvertError("no CPU tensor graph was planned for this model")
+        strategy = plan.cpu.strategy
+        return lambda forest: emit_tensor(forest, strategy=strategy, summation="cumsum")
+    try:
+        return EMITTERS[flavor]
+    except KeyError:
+        raise ConvertError(f"unknown flavor {flavor!r}; available: {', '.join(flavor_names())}") from None
 
 
 @dataclass(frozen=True)
@@ -43,6 +60,7 @@ class Conversion:
     reports: dict[str, FlavorReport]
     skipped: dict[str, str] = field(default_factory=dict)  # flavor -> why ``all`` left it out
     policy_origin: PolicyOrigin = field(default_factory=lambda: PolicyOrigin("default"))
+    plan: tune.TensorPlan | None = None  # how the tensor graphs were chosen (timings in plan.report)
 
 
 def task_of(source: Source, forest: Forest) -> str:
@@ -71,23 +89,19 @@ def build_forest(source: Source, spec: ModelSpec | None) -> tuple[Forest, tuple[
     return forest, tuple(features)
 
 
-def emit(source: Source, forest: Forest, flavor: str) -> onnx.ModelProto:
-    try:
-        emitter = EMITTERS[flavor]
-    except KeyError:
-        raise ConvertError(f"unknown flavor {flavor!r}; available: {', '.join(EMITTERS)}") from None
-    model = emitter(forest)
+def emit(source: Source, forest: Forest, flavor: str, plan: tune.TensorPlan | None = None) -> onnx.ModelProto:
+    model = emitter(flavor, plan)(forest)
     if source.preprocessor is not None:
         from .pipeline import prepend_preprocessor
 
         model = prepend_preprocessor(source.preprocessor, model, n_features=int(source.preprocessor.n_features_in_))
         foreign = sorted({f"{n.domain}.{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx")})
-        if flavor == "tensor" and foreign:
+        if flavor in TENSOR_FLAVORS and foreign:
             raise UnsupportedModelError(
                 f"the pipeline's preprocessing converts to {', '.join(foreign)}, which onnxruntime's CUDA provider "
                 "does not implement; the tensor flavor must be standard ONNX only (convert with --flavor tree)"
             )
-        if flavor == "tensor":  # skl2onnx imports ai.onnx.ml even when no step uses it
+        if flavor in TENSOR_FLAVORS:  # skl2onnx imports ai.onnx.ml even when no step uses it
             standard = [o for o in model.opset_import if o.domain in ("", "ai.onnx")]
             del model.opset_import[:]
             model.opset_import.extend(standard)
@@ -95,19 +109,76 @@ def emit(source: Source, forest: Forest, flavor: str) -> onnx.ModelProto:
     return model
 
 
-def _emit_all(source: Source, forest: Forest, flavors: Sequence[str] | str) -> tuple[dict, dict[str, str]]:
-    """Emit the requested flavors. With ``"all"``, a flavor that cannot represent the model is skipped (and why)."""
+def _emit_all(
+    source: Source, forest: Forest, flavors: Sequence[str] | str, plan: tune.TensorPlan | None
+) -> tuple[dict, dict[str, str]]:
+    """Emit the requested flavors. With ``"all"``, a flavor that cannot represent the model is skipped (and why);
+    the CPU tensor graph is part of ``"all"`` when the plan has one."""
     wanted = flavor_names() if flavors == "all" else tuple(flavors)
+    if flavors == "all" and (plan is None or plan.cpu.strategy is None):
+        wanted = tuple(f for f in wanted if f != "tensor_cpu")
     models: dict[str, onnx.ModelProto] = {}
     skipped: dict[str, str] = {}
     for flavor in wanted:
         try:
-            models[flavor] = emit(source, forest, flavor)
+            models[flavor] = emit(source, forest, flavor, plan)
         except UnsupportedModelError as exc:
             if flavors != "all" or flavor == "tree":
                 raise
             skipped[flavor] = str(exc)
     return models, skipped
+
+
+def _plan(
+    source: Source,
+    forest: Forest,
+    flavors: Sequence[str] | str,
+    *,
+    name: str,
+    out_dir: Path,
+    tune_: bool | None,
+    probe_rows: Any,
+) -> tune.TensorPlan | None:
+    """The tensor graphs' plan (``m7_convert.tune``), when a tensor flavor is asked for."""
+    wanted = flavor_names() if flavors == "all" else tuple(flavors)
+    if not any(f in TENSOR_FLAVORS for f in wanted):
+        return None
+    plan = tune.plan(
+        forest,
+        name=name,
+        source_sha256=source.sha256,
+        out_dir=out_dir,
+        tune=tune_,
+        tree_graph=lambda: emit_tree(forest).SerializeToString(),
+        probe_rows=probe_rows.stacked()[0],
+    )
+    if "tensor_cpu" in wanted and flavors != "all" and plan.cpu.strategy is None:  # asked for by name: build it
+        rule = tune.rule_choice(forest, tune.cpu_candidates(forest)[0])
+        plan = replace(plan, cpu=replace(plan.cpu, strategy=rule.strategy))
+    return plan
+
+
+def _facts(models: dict[str, onnx.ModelProto], forest: Forest, plan: tune.TensorPlan | None) -> dict[str, dict]:
+    """The tensor flavors' runtime facts and notes for the manifest."""
+    if plan is None:
+        return {}
+    cpu = plan.cpu
+    note = "; ".join(plan.notes) or None
+    facts: dict[str, dict] = {}
+    if "tensor" in models:
+        serves_cpu = cpu.strategy is None or "tensor_cpu" not in models
+        rule_rows = tune.CPU_MIN_ROWS if forest.max_depth() <= tune.CPU_MEASURED_MAX_DEPTH else None
+        facts["tensor"] = tune.tensor_facts(
+            models["tensor"],
+            plan.cuda_strategy,
+            rows_per_run=cpu.rows_per_run if serves_cpu else None,
+            cpu_min_rows=cpu.cpu_min_rows if serves_cpu and plan.origin != "rule" else rule_rows,
+        ) | {"note": note}
+    if "tensor_cpu" in models:
+        facts["tensor_cpu"] = tune.tensor_facts(
+            models["tensor_cpu"], str(cpu.strategy), rows_per_run=cpu.rows_per_run, cpu_min_rows=cpu.cpu_min_rows
+        ) | {"note": note}
+    return facts
 
 
 def convert(
@@ -121,12 +192,19 @@ def convert(
     missing: float | None = None,
     n_random: int = 2000,
     seed: int = 0,
+    tune: bool | None = None,
 ) -> Conversion:
     """Convert one model file; write artifacts only if every flavor passes parity.
 
     ``flavors``: ``"all"`` (every flavor that can represent the model: the tree flavor,
-    and the tensor flavor unless a Pipeline's preprocessing needs ai.onnx.ml operators),
-    or a sequence of flavor names, each of which must succeed.
+    the tensor flavor unless a Pipeline's preprocessing needs ai.onnx.ml operators, and the
+    CPU tensor graph when it is faster), or a sequence of flavor names, each of which must
+    succeed.
+
+    ``tune``: how the CPU tensor graph is chosen (``m7_convert.tune``): None inherits the
+    choice of an artifact converted from the same source (in ``out_dir`` or bundled) and
+    measures otherwise; True always measures; False uses the fixed rule (no measurement:
+    reproducible builds).
 
     Raises :class:`ParityError` (with the report of the worst rows) when a flavor disagrees
     with xgboost beyond ``|onnx - ref| <= 1e-5 * max(1, |ref|)``; nothing is written then.
@@ -143,8 +221,10 @@ def convert(
             f"{name}: the {origin.kind} entry says task {spec.task!r}, the model is {task!r} ({source.model_class})"
         )
 
-    models, skipped = _emit_all(source, forest, flavors)
-    facts = {f: tensor_facts(m, forest) for f, m in models.items() if f != "tree"}
+    probe_rows = probes(forest, n_random=n_random, seed=seed)
+    plan = _plan(source, forest, flavors, name=name, out_dir=out_dir, tune_=tune, probe_rows=probe_rows)
+    models, skipped = _emit_all(source, forest, flavors, plan)
+    facts = _facts(models, forest, plan)
     opsets = {f: graph.opsets_of(m) for f, m in models.items()}
     draft = Manifest(
         name=name,
@@ -168,13 +248,14 @@ def convert(
     contract = draft.contract()
     models = {flavor: stamp_contract(m, contract) for flavor, m in models.items()}
     blobs = {flavor: m.SerializeToString() for flavor, m in models.items()}
-    probe_rows = probes(forest, n_random=n_random, seed=seed)
     reports = {}
     for flavor, data in blobs.items():
         if source.preprocessor is None:
             reports[flavor] = verify_graph(source, forest, flavor, data, probe_rows=probe_rows)
         else:
-            reports[flavor] = _verify_pipeline(source, forest, flavor, models[flavor], data, probe_rows, n_random, seed)
+            reports[flavor] = _verify_pipeline(
+                source, forest, flavor, models[flavor], data, probe_rows, n_random, seed, plan
+            )
     failed = [f for f, r in reports.items() if not r.passed]
     if failed:
         raise ParityError(_failure_text(name, reports, failed), {f: r.as_json() for f, r in reports.items()})
@@ -192,7 +273,7 @@ def convert(
     )
     if manifest.contract() != contract:  # the stamp and the manifest come from one Manifest: never differ
         raise AssertionError("the manifest's contract changed after stamping")
-    return Conversion(name, write_artifacts(out_dir, blobs, manifest), manifest, reports, skipped, origin)
+    return Conversion(name, write_artifacts(out_dir, blobs, manifest), manifest, reports, skipped, origin, plan)
 
 
 def _verify_pipeline(
@@ -204,11 +285,15 @@ def _verify_pipeline(
     probe_rows: Any,
     n_random: int,
     seed: int,
+    plan: tune.TensorPlan | None = None,
 ) -> FlavorReport:
     """Trees on edge rows in the booster's space, then the whole pipeline on input-space rows."""
     from .pipeline import input_space_probes
 
-    trees_only = EMITTERS[flavor](forest).SerializeToString()
+    if plan is None and flavor == "tensor_cpu":  # re-verifying: every strategy gives the same bits
+        trees_only = emit_tensor(forest, summation="cumsum").SerializeToString()
+    else:
+        trees_only = emitter(flavor, plan)(forest).SerializeToString()
     report = verify_graph(source, forest, flavor, trees_only, probe_rows=probe_rows)
     whole = verify_graph(
         source, forest, flavor, data, probe_rows=input_space_probes(source, n_random, seed), composed=True

@@ -70,6 +70,7 @@ class FlavorEntry:
     cpu_min_rows: int | None = None  # tensor flavors: from this many rows the CPU runs it instead of "tree"
     rows_per_run: int | None = None  # tensor flavors: rows per onnxruntime run (measured), else from bytes_per_row
     min_onnxruntime: str | None = None  # the oldest onnxruntime that runs this graph, when newer than the floor
+    note: str | None = None  # for people (``m7onnx info``), not a runtime fact: e.g. why a layout was not used
 
     def facts(self) -> dict[str, Any]:
         """The runtime facts (everything but the file's identity), as stamped into the contract."""
@@ -345,6 +346,7 @@ def _flavor(f: Fields) -> FlavorEntry:
         cpu_min_rows=f.int("cpu_min_rows", None, lo=1),
         rows_per_run=f.int("rows_per_run", None, lo=1, hi=1 << 31),
         min_onnxruntime=f.str("min_onnxruntime", None, max_len=32),
+        note=f.str("note", None, max_len=1000),
     )
     f.done()
     return entry
@@ -410,7 +412,8 @@ def _converter(f: Fields, key: str) -> dict[str, str | None]:
 
 
 def _flavor_json(e: FlavorEntry) -> dict[str, Any]:
-    return {"file": e.file, "sha256": e.sha256, "bytes": e.bytes, "opsets": dict(e.opsets), **e.facts()}
+    doc = {"file": e.file, "sha256": e.sha256, "bytes": e.bytes, "opsets": dict(e.opsets), **e.facts()}
+    return doc if e.note is None else {**doc, "note": e.note}
 
 
 def _source_json(s: SourceInfo) -> dict[str, Any]:

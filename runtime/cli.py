@@ -48,6 +48,7 @@ def _info(args: argparse.Namespace) -> int:
                 m.task,
                 str(len(m.features)),
                 "+".join(sorted(m.flavors)),
+                _layout_text(m),
                 f"{src.n_trees}x{src.max_depth}",
                 src.objective,
                 src.xgboost_version,
@@ -62,6 +63,7 @@ def _info(args: argparse.Namespace) -> int:
         "task",
         "feat",
         "flavors",
+        "tensor layout",
         "trees",
         "objective",
         "xgboost",
@@ -76,10 +78,27 @@ def _info(args: argparse.Namespace) -> int:
     print("\npolicy sources:")
     for m in manifests:
         print(f"  {m.name}: {m.policy_origin.describe() if m.policy_origin else 'not recorded (schema 1 manifest)'}")
+    notes = [(m.name, f, e.note) for m in manifests for f, e in sorted(m.flavors.items()) if e.note]
+    if notes:
+        print("\nnotes:")
+        for name, flavor, note in notes:
+            print(f"  {name} ({flavor}): {note}")
     if args.features:
         for m in manifests:
             print(f"\n{m.name}: " + ", ".join(m.features))
     return 0
+
+
+def _layout_text(m: Manifest) -> str:
+    """The tensor graphs' strategies; the CPU's large-batch graph with its run size and from how many rows."""
+    from .model import bulk_flavor
+
+    parts = [f"{f}={m.flavors[f].strategy}" for f in ("tensor", "tensor_cpu") if f in m.flavors]
+    bulk = bulk_flavor(m)
+    if bulk is not None:
+        e = m.flavors[bulk]
+        parts.append(f"CPU>={e.cpu_min_rows} rows" + (f" x{e.rows_per_run}" if e.rows_per_run else ""))
+    return ", ".join(parts) or "-"
 
 
 def _policy_text(m: Manifest) -> str:

@@ -39,10 +39,13 @@ _FAST = frozenset({float, int})  # values taken as they are on the hot path
 _fast_types = _FAST.issuperset
 CHUNK_ROWS = 4096  # rows per task when a batch is split across threads
 _RANGE_BATCH = 4096  # predict_one rows queued before their out-of-range count is taken
-#: Tensor flavor: the bytes of intermediate tensors one run may hold, by provider. A run
-#: takes floor(budget / the manifest's ``bytes_per_row``) rows; the CPU runs at most
-#: ``threads`` at once, CUDA one. 16 MiB is also where CPU runs are fastest (NOTES.md).
+#: Tensor flavors: the bytes of intermediate tensors one run may hold, by provider. A run
+#: takes floor(budget / the manifest's ``bytes_per_row``) rows, or on the CPU the converter's
+#: measured ``rows_per_run`` when that is smaller; the CPU runs at most ``threads`` runs at
+#: once, CUDA one. 16 MiB is also where CPU runs of the compact traversal are fastest (NOTES.md).
 TENSOR_RUN_BYTES = {"cpu": 16 * 2**20, "cuda": 256 * 2**20}
+#: the tensor graphs: "tensor" (standard operators, CUDA too), "tensor_cpu" (CPU only, optional)
+TENSOR_FLAVORS = ("tensor", "tensor_cpu")
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 
@@ -115,10 +118,8 @@ class Model:
     ) -> None:
         self.manifest = manifest
         self._sessions = sessions
-        tensor = manifest.flavors.get("tensor")
-        self._tensor_bytes_per_row = (tensor.bytes_per_row if tensor else None) or 0
-        self._bulk = bulk  # the tensor flavor on the CPU, for batches of at least _bulk_min_rows
-        self._bulk_min_rows = tensor.cpu_min_rows if bulk is not None and tensor is not None else None
+        self._bulk = bulk  # a tensor graph on the CPU, for batches of at least _bulk_min_rows
+        self._bulk_min_rows = manifest.flavors[bulk.placement.flavor].cpu_min_rows if bulk is not None else None
         self.threads = max(1, threads or os.cpu_count() or 1)
         self.name = manifest.name
         self.feature_names: tuple[str, ...] = manifest.features
@@ -169,16 +170,28 @@ class Model:
         return self.manifest.task
 
     def flavor_for(self, n_rows: int) -> str:
-        """The flavor a batch of ``n_rows`` runs: on the CPU, large batches use the tensor flavor when faster."""
-        if self._bulk_min_rows is not None and n_rows >= self._bulk_min_rows:
-            return "tensor"
+        """The flavor a batch of ``n_rows`` runs: on the CPU, large batches use a tensor graph when faster
+        (``tensor_cpu`` when the artifact has one, else ``tensor``; see :func:`load`)."""
+        if self._bulk is not None and self._bulk_min_rows is not None and n_rows >= self._bulk_min_rows:
+            return self._bulk.placement.flavor
         return self.flavor
 
     def rows_per_run(self, provider: str) -> int:
-        """Rows in one tensor-flavor run on ``provider`` ("cpu" or "cuda"): the memory bound, see TENSOR_RUN_BYTES."""
-        if not self._tensor_bytes_per_row:
+        """Rows in one tensor-graph run on ``provider`` ("cpu" or "cuda").
+
+        The memory bound (TENSOR_RUN_BYTES / the graph's ``bytes_per_row``), and on the CPU
+        at most the converter's ``rows_per_run`` for that graph when it recorded one (the
+        fastest run size it measured, ``m7_convert.tune``).
+        """
+        if provider == "cuda":
+            entry = self.manifest.flavors.get("tensor")
+        else:
+            flavor = self._bulk.placement.flavor if self._bulk is not None else self.flavor
+            entry = self.manifest.flavors.get(flavor if flavor in TENSOR_FLAVORS else "tensor")
+        if entry is None or not entry.bytes_per_row:
             return CHUNK_ROWS
-        return max(1, TENSOR_RUN_BYTES[provider] // self._tensor_bytes_per_row)
+        rows = max(1, TENSOR_RUN_BYTES[provider] // entry.bytes_per_row)
+        return min(rows, entry.rows_per_run) if provider == "cpu" and entry.rows_per_run else rows
 
     # ---- batch -------------------------------------------------------------------
     def _matrix(self, X: Any) -> np.ndarray:
@@ -231,8 +244,8 @@ class Model:
         n = len(x)
         if n == 0:
             return np.empty((0, self.manifest.n_outputs) if self._multi else (0,), dtype=np.float32)
-        sessions = self._bulk if self.flavor_for(n) == "tensor" and self._bulk is not None else self._sessions
-        if sessions.placement.flavor == "tensor":
+        sessions = self._bulk if self._bulk is not None and self.flavor_for(n) != self.flavor else self._sessions
+        if sessions.placement.flavor in TENSOR_FLAVORS:
             return self._run_bounded(sessions, x)
         sess = self._sessions.get()
         tasks = min(self.threads, -(-n // CHUNK_ROWS))
@@ -487,24 +500,36 @@ def load(
     return Model(manifest, sessions, threads=threads, bulk=_cpu_tensor(manifest, placement, flavor, _cache))
 
 
+def bulk_flavor(manifest: Manifest) -> str | None:
+    """The graph that runs large CPU batches: ``tensor_cpu`` when present, else ``tensor``, when the
+    converter recorded from how many rows it beats the tree flavor (``cpu_min_rows``); else None."""
+    for flavor in ("tensor_cpu", "tensor"):
+        entry = manifest.flavors.get(flavor)
+        if entry is not None and entry.cpu_min_rows is not None:
+            return flavor
+    return None
+
+
 def _cpu_tensor(
     manifest: Manifest, placement: Placement, forced: str | None, cache: dict[tuple[str, Placement], Sessions] | None
 ) -> Sessions | None:
-    """The tensor flavor's CPU sessions, for large batches, when the manifest says it is faster there.
+    """The CPU sessions of :func:`bulk_flavor`, for large batches.
 
-    The converter records ``cpu_min_rows`` (measured: benchmarks/NOTES.md, "Tensor flavor");
-    margins are bit-identical between the flavors, so only speed differs. Not when a
-    flavor was forced, and not on CUDA (which runs the tensor flavor for everything).
+    The converter records ``cpu_min_rows`` per tensor graph (measured, or inherited from a
+    measurement: ``m7_convert.tune``); margins are bit-identical between the flavors, so
+    only speed differs. Not when a flavor was forced, and not on CUDA (which runs the
+    ``tensor`` graph for everything: ``tensor_cpu``'s ``CumSum`` has no fast CUDA kernel).
     """
-    if placement.provider != "cpu" or forced is not None or placement.flavor == "tensor":
+    if placement.provider != "cpu" or forced is not None or placement.flavor in TENSOR_FLAVORS:
         return None
-    if "tensor" not in manifest.flavors or manifest.flavors["tensor"].cpu_min_rows is None:
+    flavor = bulk_flavor(manifest)
+    if flavor is None:
         return None
-    cpu = Placement("cpu", "tensor", placement.ort_providers)
-    key = (manifest.flavors["tensor"].sha256, cpu)
+    cpu = Placement("cpu", flavor, placement.ort_providers)
+    key = (manifest.flavors[flavor].sha256, cpu)
     if cache is not None and key in cache:
         return cache[key]
-    sessions = Sessions(artifact_bytes(manifest, "tensor"), cpu)
+    sessions = Sessions(artifact_bytes(manifest, flavor), cpu)
     if cache is not None:
         cache[key] = sessions
     return sessions

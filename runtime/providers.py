@@ -23,7 +23,7 @@ _warned = False
 @dataclass(frozen=True)
 class Placement:
     provider: str  # "cpu" | "cuda": what runs
-    flavor: str  # "tree" | "tensor"
+    flavor: str  # "tree" | "tensor" | "tensor_cpu"
     ort_providers: tuple[str, ...]
 
 
@@ -54,6 +54,8 @@ def place(provider: str, *, flavors: tuple[str, ...], flavor: str | None, cpu_fl
             else "the artifact has no tensor flavor (re-convert with --flavor all)"
             if "tensor" not in flavors
             else f"flavor={flavor!r} has no CUDA kernels"
+            if flavor != "tensor_cpu"
+            else "flavor='tensor_cpu' is a CPU-only graph (CUDA runs the 'tensor' flavor)"
         )
         _warn_once(f"provider='cuda' requested but {why}; running on the CPU instead")
     chosen = flavor or (cpu_flavor if cpu_flavor in flavors else sorted(flavors)[-1])
