@@ -165,14 +165,14 @@ def _facts(models: dict[str, onnx.ModelProto], forest: Forest, plan: tune.Tensor
     cpu = plan.cpu
     note = "; ".join(plan.notes) or None
     facts: dict[str, dict] = {}
-    if "tensor" in models:
-        serves_cpu = cpu.strategy is None or "tensor_cpu" not in models
+    if "tensor" in models:  # the choice is about this graph only when no CPU graph was planned
+        measured_here = cpu.strategy is None and plan.origin != "rule"
         rule_rows = tune.CPU_MIN_ROWS if forest.max_depth() <= tune.CPU_MEASURED_MAX_DEPTH else None
         facts["tensor"] = tune.tensor_facts(
             models["tensor"],
             plan.cuda_strategy,
-            rows_per_run=cpu.rows_per_run if serves_cpu else None,
-            cpu_min_rows=cpu.cpu_min_rows if serves_cpu and plan.origin != "rule" else rule_rows,
+            rows_per_run=cpu.rows_per_run if measured_here else None,
+            cpu_min_rows=cpu.cpu_min_rows if measured_here else rule_rows,
         ) | {"note": note}
     if "tensor_cpu" in models:
         facts["tensor_cpu"] = tune.tensor_facts(

@@ -28,16 +28,18 @@ from conftest import MODELS, SIX, assert_parity, build_case
 from m7_convert import UnsupportedModelError, convert, load_source, reference
 from m7_convert.driver import build_forest, emit
 from m7_convert.emit_tensor import (
-    CPU_MIN_ROWS,
+    CUDA_STRATEGIES,
     STRATEGY_FUNCTIONS,
     bytes_per_row,
     choose_strategy,
+    declines,
     emit_tensor,
 )
 from m7_convert.emit_tree import emit_tree
 from m7_convert.ir import Forest, Tree
 from m7_convert.objectives import objective
 from m7_convert.spec import resolve
+from m7_convert.tune import CPU_MIN_ROWS
 from m7_convert.verify import probes, xgboost_predict
 from m7_runtime import model as runtime_model
 from m7_runtime import providers
@@ -69,7 +71,7 @@ def _zoo_graphs(name: str, root: Path) -> dict:
     source = load_source(built.path)
     forest, _ = build_forest(source, None)
     X, _labels = probes(forest, n_random=600).stacked()
-    graphs = {s: emit_tensor(forest, strategy=s) for s in STRATEGIES}
+    graphs = {s: emit_tensor(forest, strategy=s) for s in STRATEGIES if declines(forest, s) is None}
     out = {"built": built, "source": source, "forest": forest, "X": X, "graphs": graphs, "tree": emit_tree(forest)}
     if source.preprocessor is not None:  # the artifact includes the preprocessing: rows in the input space
         finite = X[np.isfinite(X).all(axis=1)]
@@ -88,7 +90,7 @@ def _bundled_graphs(name: str) -> dict:
         "source": source,
         "forest": forest,
         "X": X,
-        "graphs": {s: emit_tensor(forest, strategy=s) for s in STRATEGIES},
+        "graphs": {s: emit_tensor(forest, strategy=s) for s in STRATEGIES if declines(forest, s) is None},
         "tree": emit_tree(forest),
     }
 
@@ -139,6 +141,8 @@ def test_legacy_pickles_tensor_parity(version: str, file: str):
     source = load_source(folder / file)
     forest, _ = build_forest(source, None)
     for strategy in STRATEGIES:
+        if declines(forest, strategy) is not None:
+            continue
         got = _run(emit_tensor(forest, strategy=strategy), refs[f"X_{stem}"])
         assert_parity(got, refs[f"y_{stem}"], f"{version}/{file}/{strategy}")
 
@@ -243,15 +247,18 @@ def cuda_problems(model: onnx.ModelProto) -> list[str]:
 
 
 def _all_tensor_graphs(root: Path):
+    """Every graph the ``tensor`` flavor (the one that may run on CUDA) can be built with."""
     for case in CASES:
         g = _zoo_graphs(case.name, root)
         for strategy, m in g["graphs"].items():
-            yield f"zoo/{case.name}/{strategy}", m
+            if strategy in CUDA_STRATEGIES:
+                yield f"zoo/{case.name}/{strategy}", m
         if "artifact" in g:
             yield f"zoo/{case.name}/artifact", g["artifact"]
     for name in sorted(SIX):
         for strategy, m in _bundled_graphs(name)["graphs"].items():
-            yield f"bundled/{name}/{strategy}", m
+            if strategy in CUDA_STRATEGIES:
+                yield f"bundled/{name}/{strategy}", m
 
 
 def test_every_tensor_graph_runs_on_cuda_kernels(zoo_dir: Path):
@@ -305,13 +312,13 @@ def test_kernel_list_records_its_source():
 @pytest.fixture(scope="module")
 def spend_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("spend")
-    convert(MODELS / "xgb_spend_model.pkl", out_dir=out, n_random=500)
+    convert(MODELS / "xgb_spend_model.pkl", out_dir=out, n_random=500, tune=False)  # the rule: no timing
     return out
 
 
 def test_convert_writes_both_flavors_by_default(spend_dir: Path):
     man = json.loads((spend_dir / "xgb_spend_model.manifest.json").read_text())
-    assert set(man["flavors"]) == {"tree", "tensor"}
+    assert set(man["flavors"]) == {"tree", "tensor", "tensor_cpu"}  # + the CPU graph (issue 16)
     tensor = man["flavors"]["tensor"]
     assert tensor["file"] == "xgb_spend_model.tensor.onnx"
     assert tensor["opsets"] == {"ai.onnx": 17}
@@ -359,7 +366,7 @@ def test_bytes_per_row_is_what_onnxruntime_materialises(spend_dir: Path, zoo_dir
 def test_pipeline_converts_with_both_flavors(zoo_dir: Path):
     built = build_case("pipeline_scaler", zoo_dir)
     result = convert(built.path, out_dir=zoo_dir / "pipeline_both", n_random=300)
-    assert set(result.manifest.flavors) == {"tree", "tensor"} and not result.skipped
+    assert {"tree", "tensor"} <= set(result.manifest.flavors) and not result.skipped  # (+ tensor_cpu: issue 16)
     model = m7_runtime.load(result.paths[-1], provider="cpu", flavor="tensor")
     X = np.random.default_rng(5).normal(3, 5, size=(700, 6)).astype(np.float32)
     assert_parity(model.predict(X), built.predict(X), "pipeline tensor artifact")
@@ -411,7 +418,7 @@ def test_cpu_uses_the_tensor_flavor_for_large_batches_with_identical_results(spe
     model = m7_runtime.load(manifest, provider="cpu")
     forced_tree = m7_runtime.load(manifest, provider="cpu", flavor="tree")
     assert model.flavor == "tree" and model.flavor_for(1) == "tree"
-    assert model.flavor_for(CPU_MIN_ROWS - 1) == "tree" and model.flavor_for(CPU_MIN_ROWS) == "tensor"
+    assert model.flavor_for(CPU_MIN_ROWS - 1) == "tree" and model.flavor_for(CPU_MIN_ROWS) == "tensor_cpu"
     assert forced_tree.flavor_for(10**7) == "tree"
     X = np.random.default_rng(3).normal(50, 30, size=(3000, len(model.feature_names))).astype(np.float32)
     X[::5, 2] = np.nan
