@@ -230,16 +230,13 @@ def assess(target: Target, sections: Mapping[str, Mapping[str, Any]]) -> Assessm
         return None if isinstance(found, Mapping) and found.get("n") == 0 else found  # an empty summary
 
     comparison, baseline = get(target.comparison), get(target.baseline)
-    if target.ratio:
-        value = get(target.ratio)
-        if value is None or comparison is None or baseline is None:
-            return Assessment(target, goal, "not measured")
+    value = get(target.ratio) if target.ratio else comparison
+    if value is None or (target.ratio and (comparison is None or baseline is None)):
+        return Assessment(target, goal, "not measured")
+    if target.ratio:  # each side's best (fastest) round, in the ratio's direction
         mins = (baseline["min"], comparison["min"]) if target.at_least else (comparison["min"], baseline["min"])
         best = mins[0] / mins[1]
-    else:
-        value = comparison
-        if value is None:
-            return Assessment(target, goal, "not measured")
+    else:  # the quantity's most favourable round
         best = value["max"] if target.at_least else value["min"]
     verdict, gap = judge(value["median"], best, target.threshold, at_least=target.at_least)
 
@@ -250,20 +247,24 @@ def assess(target: Target, sections: Mapping[str, Mapping[str, Any]]) -> Assessm
             facts[name] = a / b if a is not None and b else None
         else:
             facts[name] = _median(get(path))
-
-    sep = "" if target.unit == "×" else " "
-    measured = f"{target.label}{fmt_range(value)}{sep}{target.unit}"
-    if target.ratio:
-        measured += f", best-vs-best {fmt(best)}{target.unit}"
-    if target.note:
-        measured += f" ({fill(target.note, **{k: '—' if v is None else v for k, v in facts.items()})})"
-    for label, path in target.also:
-        if (s := get(path)) is not None:
-            measured += f"; {label} {fmt_range(s)}{sep}{target.unit}"
+    also = [(label, s) for label, path in target.also if (s := get(path)) is not None]
     why = ""
     if verdict != "met" and target.why and all(facts.get(k) is not None for k in fields(target.why)):
         why = fill(target.why, **facts)
-    return Assessment(target, goal, verdict, value, best, gap, measured, why)
+    return Assessment(target, goal, verdict, value, best, gap, _measured(target, value, best, facts, also), why)
+
+
+def _measured(
+    target: Target, value: Mapping[str, float], best: float, facts: Mapping[str, Any], also: list[tuple[str, Any]]
+) -> str:
+    """The "measured" cell: label, median [min–max], best-vs-best for a ratio, (note), other ratios."""
+    sep = "" if target.unit == "×" else " "
+    text = f"{target.label}{fmt_range(value)}{sep}{target.unit}"
+    if target.ratio:
+        text += f", best-vs-best {fmt(best)}{target.unit}"
+    if target.note:
+        text += f" ({fill(target.note, **{k: '—' if v is None else v for k, v in facts.items()})})"
+    return text + "".join(f"; {label} {fmt_range(s)}{sep}{target.unit}" for label, s in also)
 
 
 def assess_all(sections: Mapping[str, Mapping[str, Any]]) -> list[Assessment]:
