@@ -84,7 +84,8 @@ def choose_strategy(forest: Forest) -> str:
     ``gemm`` for trees of depth <= GEMM_MAX_DEPTH (its cost per row grows like 4**depth:
     on the CPU 1.3-2x ahead at depth 2, 5-50x behind from depth 6); else ``complete``
     within the node budget (one ``GatherElements`` per level fewer than traversal, and
-    ahead of it on the CPU at every shape measured, benchmarks/NOTES.md); else
+    ahead of it on the CPU at every shape measured, benchmarks/NOTES.md; GEMM's numbers come
+    from benchmarks/archive/tensor_cpu.py); else
     ``traversal``. benchmarks/gpu_batch.py --strategies times every strategy on a GPU,
     so the rule can be revisited with data. The CPU graph is chosen by measurement
     (``m7_convert.tune``).

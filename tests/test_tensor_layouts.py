@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xgboost as xgb
+from test_tensor_flavor import LEGACY, LEGACY_CASES, _bundled_graphs, _run, _zoo_graphs, cuda_problems
 
 import m7_runtime
 from conftest import MODELS, SIX, assert_parity
@@ -38,11 +39,10 @@ from m7_convert.emit_tensor import (
 from m7_convert.emit_tree import emit_tree
 from m7_convert.ir import Forest, Tree
 from m7_convert.objectives import objective
-from m7_convert.verify import probes, xgboost_predict
+from m7_convert.verify import xgboost_predict
 from m7_runtime import providers
 from m7_runtime.artifact import Manifest
 from m7_runtime.cli import main
-from test_tensor_flavor import LEGACY_CASES, LEGACY, _bundled_graphs, _run, _zoo_graphs, cuda_problems
 from zoo import CASES
 
 STRATEGIES = sorted(STRATEGY_FUNCTIONS)
@@ -231,7 +231,7 @@ def test_deep_forests_fall_back_to_the_traversal_and_say_so(deep_model: Path, tm
     assert forest.max_depth() > tensor_layouts.COMPLETE_MAX_DEPTH
     assert "budget" in declines(forest, "complete") and "budget" in declines(forest, "code")
     assert choose_strategy(forest) == "traversal"
-    candidates, notes = tune.cpu_candidates(forest)
+    candidates, _ = tune.cpu_candidates(forest)
     assert "traversal" in candidates and not set(COMPLETE_STRATEGIES) & set(candidates)
     assert tune.rule_choice(forest, candidates).strategy == "traversal"
     assert main(["convert", str(deep_model), "--out-dir", str(tmp_path), "--no-tune", "--rows", "300"]) == 0
@@ -322,14 +322,17 @@ def test_cpu_batches_use_the_cpu_graph_with_its_run_size(spend_rule: Path):
     assert model.flavor == "tree" and model.flavor_for(1) == "tree"
     assert model.flavor_for(entry.cpu_min_rows - 1) == "tree" and model.flavor_for(entry.cpu_min_rows) == "tensor_cpu"
     assert model.rows_per_run("cpu") == entry.rows_per_run == tune.RULE_RUN_ROWS
-    assert model.rows_per_run("cuda") == m7_runtime.model.TENSOR_RUN_BYTES["cuda"] // model.manifest.flavors[
-        "tensor"
-    ].bytes_per_row
+    assert (
+        model.rows_per_run("cuda")
+        == m7_runtime.model.TENSOR_RUN_BYTES["cuda"] // model.manifest.flavors["tensor"].bytes_per_row
+    )
     X = np.random.default_rng(1).normal(50, 30, size=(5000, len(model.feature_names))).astype(np.float32)
     X[::4, 3] = np.nan
     tree = m7_runtime.load(spend_rule, provider="cpu", flavor="tree")
     for threads in (1, 2):
-        np.testing.assert_array_equal(m7_runtime.load(spend_rule, provider="cpu", threads=threads).predict(X), tree.predict(X))
+        np.testing.assert_array_equal(
+            m7_runtime.load(spend_rule, provider="cpu", threads=threads).predict(X), tree.predict(X)
+        )
     row = dict(zip(model.feature_names, X[0].tolist(), strict=True))
     assert model.predict_one(row) == tree.predict_one(row)
 
@@ -345,7 +348,9 @@ def test_cuda_runs_the_tensor_graph_never_the_cpu_graph(spend_rule: Path, monkey
     monkeypatch.setattr(providers, "cuda_available", lambda: True)
     flavors = ("tree", "tensor", "tensor_cpu")
     assert providers.place("cuda", flavors=flavors, flavor=None).flavor == "tensor"
-    assert providers.place("auto", flavors=flavors, flavor=None) == providers.place("cuda", flavors=flavors, flavor=None)
+    assert providers.place("auto", flavors=flavors, flavor=None) == providers.place(
+        "cuda", flavors=flavors, flavor=None
+    )
     monkeypatch.setattr(providers, "_warned", False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
