@@ -41,10 +41,12 @@ class Config:
     batch_max_call_seconds: float = 30.0
     cold_repeats: int = 7
     convert_repeats: int = 3
-    scaling_models: tuple[tuple[int, int], ...] = tuple((t, d) for d in (4, 6, 8) for t in (50, 200, 1000))
-    scaling_sizes: tuple[int, ...] = (1, 100, 10_000)
+    scaling_models: tuple[tuple[int, int], ...] = ((100, 4), (500, 6), (1000, 8))
+    scaling_six: bool = True  # also the six bundled models
+    scaling_sizes: tuple[int, ...] = (10_000, 1_000_000)
+    scaling_threads: tuple[int, ...] = ()
     scaling_rounds: int = 3
-    scaling_min_seconds: float = 0.1
+    scaling_min_seconds: float = 0.2
     verbose: bool = True
     started: float = field(default_factory=time.perf_counter)
 
@@ -65,7 +67,7 @@ def config_for(mode: str) -> Config:
     cores = cpu_threads()
     threads = (1, cores) if cores > 1 else (1,)
     if mode == "full":
-        return Config(batch_threads=threads)
+        return Config(batch_threads=threads, scaling_threads=threads)
     if mode == "quick":
         return Config(
             mode="quick",
@@ -77,10 +79,11 @@ def config_for(mode: str) -> Config:
             batch_min_seconds=0.05,
             cold_repeats=2,
             convert_repeats=1,
-            scaling_models=((50, 4), (200, 6)),
-            scaling_sizes=(1, 1000),
-            scaling_rounds=1,
-            scaling_min_seconds=0.02,
+            scaling_models=((100, 4),),
+            scaling_sizes=(10_000, 100_000),
+            scaling_threads=threads,
+            scaling_rounds=2,
+            scaling_min_seconds=0.05,
         )
     if mode == "smoke":  # the test suite's: proves the harness runs, measures nothing worth reading
         return Config(
@@ -96,7 +99,9 @@ def config_for(mode: str) -> Config:
             cold_repeats=1,
             convert_repeats=1,
             scaling_models=((10, 3),),
-            scaling_sizes=(1, 100),
+            scaling_six=False,
+            scaling_sizes=(100,),
+            scaling_threads=(cores,),
             scaling_rounds=1,
             scaling_min_seconds=0.0,
         )

@@ -30,6 +30,7 @@ LABELS = {
     "auto": "m7_runtime Model.predict (default flavor choice)",
     "tree": "m7_runtime tree flavor (forced)",
     "tensor": "m7_runtime tensor flavor on CPU (forced)",
+    "tensor_cpu": "m7_runtime CPU tensor graph (forced)",
     "tl2cgen": "TL2cgen compiled C (gcc)",
 }
 
@@ -50,6 +51,10 @@ def build_paths(
         fns["tensor"] = m7_runtime.load(manifest, provider="cpu", flavor="tensor", threads=threads).predict
     else:
         skipped["tensor"] = f"the bundled {name} artifact has no tensor flavor"
+    if "tensor_cpu" in common.artifact_flavors(name):
+        fns["tensor_cpu"] = m7_runtime.load(manifest, provider="cpu", flavor="tensor_cpu", threads=threads).predict
+    else:
+        skipped["tensor_cpu"] = f"the bundled {name} artifact has no CPU tensor graph"
     why = common.tl2cgen_available()
     if why is None:
         lib = common.tl2cgen_library(common.booster(name, nthread=threads), cache, key=name)
@@ -136,9 +141,10 @@ def run(cfg: Any, cache: Path) -> dict[str, Any]:
         "thread_settings": {
             "inplace": "Booster.set_param(nthread=T)",
             "stock_ort": "one session, intra_op_num_threads=T",
-            "auto": "Model(threads=T): the tree flavor below the manifest's cpu_min_rows, else the tensor flavor",
+            "auto": "Model(threads=T): the tree flavor below the manifest's cpu_min_rows, else the CPU tensor graph",
             "tree": "Model(flavor='tree', threads=T): T row chunks in parallel, one intra-op thread per session",
             "tensor": "Model(flavor='tensor', threads=T): memory-bounded runs, T in flight",
+            "tensor_cpu": "Model(flavor='tensor_cpu', threads=T): the converter's rows per run, T in flight",
             "tl2cgen": "Predictor(nthread=T); DMatrix built inside the timed call",
         },
         "rounds": cfg.batch_rounds,

@@ -17,6 +17,8 @@ from .targets import BY_KEY
 
 #: colour and marker of each path (the sections' path keys), the same in every plot
 STYLE = {
+    "m7": ("#1f78b4", "*"),
+    "tensor_cpu": ("#a6761d", "P"),
     "inplace": ("#d95f02", "o"),
     "stock_ort": ("#7570b3", "s"),
     "auto": ("#1f78b4", "*"),
@@ -99,36 +101,64 @@ def plot_throughput(out: Path, sec: dict[str, Any]) -> Path | None:
 
 
 def plot_scaling(out: Path, sec: dict[str, Any]) -> Path | None:
+    """``Model.predict``'s speed ratio to each baseline against model size (leaves), per thread count and batch."""
     res = sec["results"]
+    models = res["models"]
+    if not models:
+        return None
     plt = _plt()
-    depths = sorted({m["depth"] for m in res["results"].values()})
-    sizes = [min(res["sizes"]), max(res["sizes"])]
-    sizes = sorted(set(sizes))
-    fig, axes = plt.subplots(len(sizes), len(depths), figsize=(4.2 * len(depths), 3.4 * len(sizes)), squeeze=False)
-    for i, n in enumerate(sizes):
-        for j, d in enumerate(depths):
-            ax = axes[i][j]
-            models = sorted((m for m in res["results"].values() if m["depth"] == d), key=lambda m: m["trees"])
-            for key, label in res["labels"].items():
-                pts = [(m["trees"], m["sizes"][str(n)][key]["ns_per_row"]) for m in models if key in m["sizes"][str(n)]]
+    baselines = [
+        b
+        for b in ("inplace", "tl2cgen", "stock_ort")
+        if any(b in r["speed_vs"] for m in models.values() for per in m["runs"].values() for r in per.values())
+    ]
+    fig, axes = plt.subplots(1, len(baselines), figsize=(5.2 * len(baselines), 4.2), squeeze=False)
+    colors = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a"]
+    markers = {t: m for t, m in zip(res["threads"], ("o", "s", "^", "D"), strict=False)}
+    for ax, base in zip(axes[0], baselines, strict=True):
+        for i, n in enumerate(res["sizes"]):
+            for t in res["threads"]:
+                pts = sorted(
+                    (m["leaves"], m["runs"][str(t)][str(n)]["speed_vs"][base], key)
+                    for key, m in models.items()
+                    if base in m["runs"][str(t)][str(n)]["speed_vs"]
+                )
                 if not pts:
                     continue
-                color, marker = STYLE.get(key, ("black", "."))
-                xs, ys = zip(*pts, strict=True)
-                ys = [y / 1e3 for y in ys] if n == 1 else list(ys)
-                ax.plot(xs, ys, marker=marker, color=color, label=label)
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("trees")
-            ax.set_ylabel("µs per call" if n == 1 else "ns per row")
-            ax.set_title(f"depth {d}, batch {n:,}", fontsize=9)
-            ax.grid(which="both", alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
-    fig.suptitle(
-        f"Scaling with trees, depth and batch size (T = {res['threads']}; {sec.get('date_utc', '')[:10]})", fontsize=11
-    )
-    return save(fig, out / "scaling.png", rect=(0, 0.05, 1, 1))
+                xs = [p[0] for p in pts]
+                ys = [p[1]["median"] for p in pts]
+                err = [[p[1]["median"] - p[1]["min"] for p in pts], [p[1]["max"] - p[1]["median"] for p in pts]]
+                ax.errorbar(
+                    xs,
+                    ys,
+                    yerr=err,
+                    fmt=markers[t],
+                    color=colors[i % len(colors)],
+                    capsize=2,
+                    ls="none",
+                    label=f"T={t}, {n:,} rows",
+                )
+        for key, m in models.items():
+            ax.annotate(
+                key.replace("xgb_", "").replace("_model", ""),
+                (m["leaves"], 1.0),
+                fontsize=6,
+                rotation=60,
+                xytext=(0, -28),
+                textcoords="offset points",
+                ha="center",
+                color="#555555",
+            )
+        ax.axhline(1.0, color="black", lw=0.8)
+        ax.axhline(1.2, color="#999999", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_xlabel("model size: leaves (log)")
+        ax.set_ylabel(f"speed-up of Model.predict over {res['labels'][base]}")
+        ax.set_title(f"vs {res['labels'][base]}", fontsize=9)
+        ax.grid(which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"Model.predict speed ratio vs model size ({sec.get('date_utc', '')[:10]})", fontsize=11)
+    return save(fig, out / "scaling.png")
 
 
 def plot_cold(out: Path, sec: dict[str, Any]) -> Path | None:

@@ -198,24 +198,37 @@ def convert_md(sec: dict[str, Any]) -> str:
 
 def scaling_md(sec: dict[str, Any]) -> str:
     res = sec["results"]
-    keys = list(res["labels"])
-    out = [f"## Scaling (synthetic models, T = {res['threads']} threads for every path; {when(sec)})", ""]
-    for n in res["sizes"]:
-        rows = []
-        present = [k for k in keys if any(k in m["sizes"][str(n)] for m in res["results"].values())]
-        for m in res["results"].values():
-            cells = [f"{m['trees']} × depth {m['depth']}"]
-            for k in present:
-                c = m["sizes"][str(n)].get(k)
-                cells.append("—" if c is None else fmt(c["ns_per_row"] / 1e3 if n == 1 else c["ns_per_row"]))
-            rows.append(cells)
-        unit = "µs per call" if n == 1 else "ns per row"
-        out += [
-            f"Batch of {n:,} row{'s' if n != 1 else ''} ({unit}, median):",
-            "",
-            table(["trees × depth", *[res["labels"][k] for k in present]], rows),
-            "",
-        ]
+    labels = res["labels"]
+    out = [
+        f"## Scaling: `Model.predict` against the alternatives as models grow ({when(sec)})",
+        "",
+        f"Inputs: {res['inputs']}. {res['rounds']} interleaved rounds (rotating start) per thread count and size; "
+        "ratios are baseline seconds ÷ `Model.predict` seconds inside each round (above 1: ours is faster), "
+        "median [min–max]. CPU graph: the flavor, layout and rows per run the converter chose for large CPU "
+        "batches, and from how many rows it is used.",
+        "",
+    ]
+    for t in res["threads"]:
+        for n in res["sizes"]:
+            rows = []
+            present = [
+                k for k in labels if any(k in m["runs"][str(t)][str(n)]["paths"] for m in res["models"].values())
+            ]
+            for key, m in res["models"].items():
+                r = m["runs"][str(t)][str(n)]
+                lay = m["layout"]
+                graph = (
+                    f"{lay['flavor']} {lay['strategy']} ×{lay['rows_per_run'] or '—'} from {lay['cpu_min_rows']}"
+                    if lay["flavor"]
+                    else "tree only"
+                )
+                cells = [key, f"{m['trees']} × {m['depth']}", f"{m['leaves']:,}", graph]
+                cells += [fmt(r["paths"][k]["rows_per_s"] / 1e6) if k in r["paths"] else "—" for k in present]
+                cells += [fmt_range(r["speed_vs"][b]) + "×" if b in r["speed_vs"] else "—" for b in present[1:]]
+                rows.append(cells)
+            head = ["model", "trees × depth", "leaves", "CPU graph", *[f"{labels[k]} (M rows/s)" for k in present]]
+            head += [f"÷ {labels[b]}" for b in present[1:]]
+            out += [f"T = {t}, batches of {n:,} rows:", "", table(head, rows), ""]
     if res.get("skipped"):
         out += ["Skipped: " + "; ".join(f"{k}: {v}" for k, v in res["skipped"].items()), ""]
     return "\n".join(out)

@@ -64,6 +64,30 @@ def million(path: str, threads: str = "{T}") -> str:
     return f"results/{threads}/1000000/{path}"
 
 
+def scaled(model: str, threads: str, path: str) -> str:
+    """The scaling section's entry of one model (or ``six``: the worst of the six) at 1M rows."""
+    where = "six" if model == "six" else f"models/{model}/runs"
+    return f"{where}/{threads}/1000000/{path}"
+
+
+def _scaling_target(key: str, model: str, threads: str, threshold: float, what: str) -> Target:
+    """Issue 16: ``Model.predict`` against ``inplace_predict`` at 1M rows, per-round ratio."""
+    six = model == "six"
+    return Target(
+        key=key,
+        section="scaling",
+        goal=f"{what}: `Model.predict` {{op}} {{threshold:.1f}}× `inplace_predict`, 1M rows, T={threads}",
+        threshold=threshold,
+        at_least=True,
+        unit="×",
+        ratio=scaled(model, threads, "speed_vs_inplace"),
+        baseline=scaled(model, threads, "paths/inplace/seconds_per_call"),
+        comparison=scaled(model, threads, "paths/m7/seconds_per_call"),
+        note=("worst: {worst}, " if six else "") + "{comparison} s vs {baseline} s",
+        facts={"worst": scaled(model, threads, "worst")} if six else {},
+    )
+
+
 TARGETS: tuple[Target, ...] = (
     Target(
         key="single_vs_pickle",
@@ -107,6 +131,7 @@ TARGETS: tuple[Target, ...] = (
         also=(
             ("tree flavor", million("tree/speed_vs_inplace")),
             ("tensor flavor", million("tensor/speed_vs_inplace")),
+            ("CPU tensor graph", million("tensor_cpu/speed_vs_inplace")),
         ),
         why="per thread (T=1, 1M rows, same run) xgboost needs {inplace:.0f} ns/row, tree flavor {tree:.0f}, "
         "tensor flavor {tensor:.0f} ns/row; our paths scale with threads as well as xgboost does, so the "
@@ -147,6 +172,15 @@ TARGETS: tuple[Target, ...] = (
         note="`m7onnx convert`, flavors {flavors}, fresh process",
         facts={"flavors": "cli/flavors"},
     ),
+)
+TARGETS += tuple(
+    _scaling_target(f"scaling_{model}_T{'1' if t == '1' else 'all'}", model, t, threshold, what)
+    for model, threshold, what in (
+        ("t1000_d8", 1.2, "1000 trees × depth 8"),
+        ("t500_d6", 1.0, "500 trees × depth 6"),
+        ("six", 1.0, "each of the six bundled models"),
+    )
+    for t in ("1", "{T}")
 )
 BY_KEY = {t.key: t for t in TARGETS}
 
