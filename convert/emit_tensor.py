@@ -198,16 +198,26 @@ class _Columns:
     always_left: int  # a row of -inf: ``-inf < 0`` is true whatever the input
 
 
-def _column_blocks(g: _Graph, x: str, *, n_features: int, present_block: bool) -> _Columns:
-    """[C, N] float32: the transposed input with NaN as -inf, as +inf, (1/0 present flags,) and one -inf row."""
+def _column_blocks(
+    g: _Graph, x: str, *, n_features: int, present_block: bool, raw_high: bool = False, always_left_row: bool = True
+) -> _Columns:
+    """[C, N] float32: the transposed input with NaN as -inf, as +inf, (1/0 present flags,) and one -inf row.
+
+    ``raw_high``: the second block is the input itself: ``NaN < t`` is false for every t, as
+    ``+inf < t`` is, so it decides default-right splits alike with one ``Where`` less.
+    ``always_left_row=False`` leaves out the -inf row (``always_left`` is then -1): the
+    complete layouts pad with NaN thresholds instead.
+    """
     xt = g.op("Transpose", [x], "x_t", perm=[1, 0])
     nan = g.op("IsNaN", [xt], "is_nan")
     neg_inf = g.const("neg_inf", np.float32(-np.inf))
     low = g.op("Where", [nan, neg_inf, xt], "nan_low")
-    high = g.op("Where", [nan, g.const("pos_inf", np.float32(np.inf)), xt], "nan_high")
+    high = xt if raw_high else g.op("Where", [nan, g.const("pos_inf", np.float32(np.inf)), xt], "nan_high")
     blocks = [low, high]
     if present_block:
         blocks.append(g.op("Cast", [g.op("Not", [nan], "present")], "present_f", to=TensorProto.FLOAT))
+    if not always_left_row:
+        return _Columns(g.op("Concat", blocks, "columns", axis=0), -1)
     first = g.op("Slice", [nan, g.const("s0", np.array([0], np.int64)), g.const("s1", np.array([1], np.int64))], "row0")
     blocks.append(g.op("Where", [first, neg_inf, neg_inf], "always_left"))
     return _Columns(g.op("Concat", blocks, "columns", axis=0), (3 if present_block else 2) * n_features)
@@ -362,11 +372,17 @@ def _fold_base_margin(compact: list[_Compact], forest: Forest) -> list[_Compact]
 
 
 def _sum_cumsum(g: _Graph, tree_values: str, rows: str, forest: Forest, per_group: int) -> str:
-    """Margins [N, groups] by one CumSum over the tree axis (base margin already in the first trees' leaves)."""
+    """Margins by one CumSum over the tree axis (base margin already in the first trees' leaves).
+
+    [N, groups]; with one group [N] (every link reads that as well, and two nodes fewer run).
+    """
+    last = g.const("last_tree", np.array(per_group - 1, np.int64))
+    axis = g.const("tree_axis", np.array(0, np.int64))
+    if forest.n_groups == 1 and forest.objective.link not in ("softmax", "argmax"):
+        return g.op("Gather", [g.op("CumSum", [tree_values, axis], "running_sum"), last], "margin", axis=0)
     kgn = g.op("Concat", [g.const("kg", np.array([per_group, forest.n_groups], np.int64)), rows], "kgn_shape", axis=0)
     values = g.op("Reshape", [tree_values, kgn], "kgn")
-    running = g.op("CumSum", [values, g.const("tree_axis", np.array(0, np.int64))], "running_sum")
-    gn = g.op("Gather", [running, g.const("last_tree", np.array(per_group - 1, np.int64))], "margin_gn", axis=0)
+    gn = g.op("Gather", [g.op("CumSum", [values, axis], "running_sum"), last], "margin_gn", axis=0)
     return g.op("Transpose", [gn], "margin", perm=[1, 0])
 
 
@@ -394,7 +410,10 @@ def emit_tensor(forest: Forest, *, strategy: str | None = None, summation: str =
     pre_nodes, pre_inits = graph.missing_to_nan(graph.INPUT, forest.missing, "x")
     g.nodes.extend(pre_nodes)
     g.inits.extend(pre_inits)
-    columns = _column_blocks(g, "x", n_features=forest.n_features, present_block=present_block)
+    lean = chosen in COMPLETE_STRATEGIES  # they need no -inf row, and read NaN as the raw input's NaN
+    columns = _column_blocks(
+        g, "x", n_features=forest.n_features, present_block=present_block, raw_high=lean, always_left_row=not lean
+    )
     rows = g.op("Shape", ["x"], "rows", start=0, end=1)
     tree_values = STRATEGY_FUNCTIONS[chosen](g, columns, compact)
     sums = _sum_cumsum if summation == "cumsum" else _sum_in_tree_order

@@ -157,10 +157,18 @@ def code(g: Any, columns: Any, trees: list[Any]) -> str:
     top = min(CODE_TOP_LEVELS, t.depth)
     n_bits = 2**top - 1
     heap_columns = np.concatenate(t.columns[:top], axis=1)  # [S, I], heap order
-    heap_thresholds = np.concatenate(t.thresholds[:top], axis=1)[:, :, None]  # [S, I, 1]
-    x = g.op("Gather", [columns.name, g.const("top_columns", heap_columns)], "top_x", axis=0)  # [S, I, N]
-    left = g.op("Less", [x, g.const("top_thresholds", heap_thresholds)], "top_left")
-    bits = g.op("Cast", [left], "top_bits", to=TensorProto.UINT8)
+    heap_thresholds = np.concatenate(t.thresholds[:top], axis=1)  # [S, I]
+    # each distinct (column, threshold) is compared once for all trees, then its 0/1 row is copied per node
+    pairs = np.stack([heap_columns.astype(np.int64), heap_thresholds.view(np.int32).astype(np.int64)], axis=-1)
+    unique, pair_of = np.unique(pairs.reshape(-1, 2), axis=0, return_inverse=True)
+    pair_columns = unique[:, 0]
+    pair_thresholds = unique[:, 1].astype(np.int32).view(np.float32).reshape(-1, 1)
+    x = g.op("Gather", [columns.name, g.const("pair_columns", pair_columns)], "pair_x", axis=0)  # [P, N]
+    left = g.op("Less", [x, g.const("pair_thresholds", pair_thresholds)], "pair_left")
+    left = g.op("Cast", [left], "pair_bits", to=TensorProto.UINT8)
+    bits = g.op(
+        "Gather", [left, g.const("node_pairs", pair_of.reshape(s, n_bits).astype(np.int64))], "top_bits", axis=0
+    )
     weights = (2 ** np.arange(n_bits)).astype(np.uint8).reshape(1, n_bits)
     packed = g.op("MatMulInteger", [g.const("top_weights", weights), bits], "code_s1n")  # int32 [S, 1, N]
     idx = g.op("Squeeze", [packed, g.const("axis1", np.array([1], np.int64))], "code")
