@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
         help="convert pickled/JSON XGBoost models into verified ONNX artifacts",
-        description="Convert each SRC into NAME.onnx (+ NAME.tensor.onnx) and NAME.manifest.json. An artifact is "
+        description="Convert each SRC into NAME.onnx (+ NAME.tensor.onnx, NAME.tensor-cpu.onnx) and "
+        "NAME.manifest.json. An artifact is "
         "written only if it predicts what the source predicts on random, NaN and split-threshold rows.",
     )
     p.add_argument("sources", nargs="+", type=Path, metavar="SRC", help=".pkl/.joblib pickle or xgboost .json/.ubj")
