@@ -6,10 +6,11 @@ CPU can do better with a graph of its own (flavor ``tensor_cpu``: a CPU-only lay
 ``CumSum`` instead of the ordered ``Add`` chain), and which layout and run size is fastest
 depends on the model and the machine. So the converter settles it in one of three ways:
 
-* ``inherited`` (the default when possible): an artifact of the same name, converted from
-  the *same source* (equal sha256), already in the output folder or bundled with the
-  runtime, recorded a choice: it is reused as is. Re-converting therefore rewrites the same
-  bytes; timing noise cannot make an artifact flap.
+* ``inherited`` (the default when possible): an artifact converted from the *same source*
+  (equal sha256), already in the output folder or bundled with the runtime (the one of the
+  same name first), recorded a choice: it is reused as is. Re-converting therefore rewrites
+  the same bytes, and two names for one model get one choice; timing noise cannot make an
+  artifact flap.
 * ``measured`` (the default otherwise, or ``tune=True`` / ``--tune``): every candidate graph
   and run size is timed on the probe rows in one-thread sessions, interleaved in rounds with
   a rotating start, medians compared. The rule's choice is the incumbent and a challenger
@@ -133,27 +134,32 @@ def plan(
 
 
 def _inherited(name: str, sha: str, out_dir: Path, forest: Forest, candidates: list[str]) -> CpuChoice | None:
-    """The choice recorded by an artifact of this name converted from the same source, if still valid here."""
+    """The choice recorded by an artifact converted from the same source (equal sha256), if still valid here.
+
+    Looked for in ``out_dir`` then among the bundled artifacts, first under this name, then
+    under any name (two artifacts of one model, such as the two spend models, get one choice).
+    """
     for folder in (out_dir, bundled_dir()):
-        path = folder / f"{name}{MANIFEST_SUFFIX}"
-        if not path.is_file():
-            continue
-        try:
-            m = Manifest.read(path)
-        except M7Error:
-            continue
-        if m.source.sha256 != sha or "tensor" not in m.flavors:
-            continue
-        cpu = m.flavors.get("tensor_cpu")
-        if cpu is not None:
-            if cpu.strategy not in candidates:
-                return None
-            return CpuChoice(cpu.strategy, cpu.rows_per_run, cpu.cpu_min_rows)
-        tensor = m.flavors["tensor"]
-        if tensor.rows_per_run is None:  # written before run sizes were chosen: nothing to inherit
-            return None
-        return CpuChoice(None, tensor.rows_per_run, tensor.cpu_min_rows)
+        own = folder / f"{name}{MANIFEST_SUFFIX}"
+        others = sorted(p for p in folder.glob(f"*{MANIFEST_SUFFIX}") if p != own) if folder.is_dir() else []
+        for path in ([own] if own.is_file() else []) + others:
+            try:
+                m = Manifest.read(path)
+            except M7Error:
+                continue
+            if m.source.sha256 == sha and "tensor" in m.flavors:
+                return _recorded(m, candidates)
     return None
+
+
+def _recorded(m: Manifest, candidates: list[str]) -> CpuChoice | None:
+    cpu = m.flavors.get("tensor_cpu")
+    if cpu is not None:
+        return CpuChoice(cpu.strategy, cpu.rows_per_run, cpu.cpu_min_rows) if cpu.strategy in candidates else None
+    tensor = m.flavors["tensor"]
+    if tensor.rows_per_run is None:  # written before run sizes were chosen: nothing to inherit
+        return None
+    return CpuChoice(None, tensor.rows_per_run, tensor.cpu_min_rows)
 
 
 # ---- measurement ---------------------------------------------------------------------------
