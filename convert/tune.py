@@ -264,9 +264,7 @@ def measure(
         race[f"tensor@{n}"] = _batches(sessions[winner], X, n, rows)
         units[f"tree@{n}"] = units[f"tensor@{n}"] = n
     vs_tree = _race(race, units)
-    faster = [
-        vs_tree[f"tensor@{n}"]["ns_per_row"] * MARGIN < vs_tree[f"tree@{n}"]["ns_per_row"] for n in MIN_ROWS_GRID
-    ]
+    faster = [vs_tree[f"tensor@{n}"]["ns_per_row"] * MARGIN < vs_tree[f"tree@{n}"]["ns_per_row"] for n in MIN_ROWS_GRID]
     min_rows = next((n for i, n in enumerate(MIN_ROWS_GRID) if all(faster[i:])), None)
     strategy = None if winner == "tensor" else winner.split(":", 1)[1]
     choice = CpuChoice(strategy, rows, min_rows)
