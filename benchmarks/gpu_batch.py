@@ -135,7 +135,7 @@ def _strategy_engines(man: Manifest) -> tuple[dict[str, Callable[[np.ndarray], A
     try:
         from m7_convert import load_source
         from m7_convert.driver import build_forest
-        from m7_convert.emit_tensor import STRATEGY_FUNCTIONS, bytes_per_row, emit_tensor
+        from m7_convert.emit_tensor import CUDA_STRATEGIES, bytes_per_row, declines, emit_tensor
         from m7_runtime.model import TENSOR_RUN_BYTES
     except ImportError as exc:
         return {}, {"tensor-cuda/<strategy>": f"the converter is not installed ({exc})"}
@@ -144,7 +144,9 @@ def _strategy_engines(man: Manifest) -> tuple[dict[str, Callable[[np.ndarray], A
         return {}, {"tensor-cuda/<strategy>": "Pipeline models are timed through the runtime only"}
     forest, _ = build_forest(source, None)
     engines = {}
-    for strategy in STRATEGY_FUNCTIONS:
+    for strategy in CUDA_STRATEGIES:  # the strategies the CUDA graph can have (no CPU-only operators)
+        if declines(forest, strategy) is not None:
+            continue
         graph = emit_tensor(forest, strategy=strategy)
         rows = max(1, TENSOR_RUN_BYTES["cuda"] // bytes_per_row(graph))
         sess = ort.InferenceSession(graph.SerializeToString(), providers=["CUDAExecutionProvider"])

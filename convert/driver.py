@@ -24,6 +24,7 @@ from .errors import ConvertError, ParityError, UnsupportedModelError
 from .ir import Forest, from_booster_json
 from .load import Source, load_source
 from .spec import ModelSpec, resolve
+from .tune import flavor_facts
 from .verify import FlavorReport, onnx_predict, probes, verify_graph, xgboost_predict
 from .write import flavor_entries, library_versions, source_info, stamp_contract, write_artifacts
 
@@ -158,29 +159,6 @@ def _plan(
     return plan
 
 
-def _facts(models: dict[str, onnx.ModelProto], forest: Forest, plan: tune.TensorPlan | None) -> dict[str, dict]:
-    """The tensor flavors' runtime facts and notes for the manifest."""
-    if plan is None:
-        return {}
-    cpu = plan.cpu
-    note = "; ".join(plan.notes) or None
-    facts: dict[str, dict] = {}
-    if "tensor" in models:  # the choice is about this graph only when no CPU graph was planned
-        measured_here = cpu.strategy is None and plan.origin != "rule"
-        rule_rows = tune.CPU_MIN_ROWS if forest.max_depth() <= tune.CPU_MEASURED_MAX_DEPTH else None
-        facts["tensor"] = tune.tensor_facts(
-            models["tensor"],
-            plan.cuda_strategy,
-            rows_per_run=cpu.rows_per_run if measured_here else None,
-            cpu_min_rows=cpu.cpu_min_rows if measured_here else rule_rows,
-        ) | {"note": note}
-    if "tensor_cpu" in models:
-        facts["tensor_cpu"] = tune.tensor_facts(
-            models["tensor_cpu"], str(cpu.strategy), rows_per_run=cpu.rows_per_run, cpu_min_rows=cpu.cpu_min_rows
-        ) | {"note": note}
-    return facts
-
-
 def convert(
     source_path: str | Path,
     *,
@@ -224,7 +202,7 @@ def convert(
     probe_rows = probes(forest, n_random=n_random, seed=seed)
     plan = _plan(source, forest, flavors, name=name, out_dir=out_dir, tune_=tune, probe_rows=probe_rows)
     models, skipped = _emit_all(source, forest, flavors, plan)
-    facts = _facts(models, forest, plan)
+    facts = flavor_facts(models, forest, plan)
     opsets = {f: graph.opsets_of(m) for f, m in models.items()}
     draft = Manifest(
         name=name,

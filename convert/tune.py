@@ -40,7 +40,7 @@ from m7_runtime.errors import M7Error
 from m7_runtime.market7 import bundled_dir
 from m7_runtime.model import TENSOR_RUN_BYTES
 
-from .emit_tensor import CUDA_STRATEGIES, GEMM_MAX_DEPTH, STRATEGY_FUNCTIONS, choose_strategy, declines, emit_tensor
+from .emit_tensor import GEMM_MAX_DEPTH, STRATEGY_FUNCTIONS, choose_strategy, declines, emit_tensor
 from .ir import Forest
 from .tensor_memory import bytes_per_row
 
@@ -297,5 +297,24 @@ def tensor_facts(model: onnx.ModelProto, strategy: str, *, rows_per_run: int | N
     }
 
 
-def cuda_safe(strategy: str) -> bool:
-    return strategy in CUDA_STRATEGIES
+def flavor_facts(models: Mapping[str, onnx.ModelProto], forest: Forest, plan: TensorPlan | None) -> dict[str, dict]:
+    """The tensor flavors' runtime facts and notes for the manifest."""
+    if plan is None:
+        return {}
+    cpu = plan.cpu
+    note = "; ".join(plan.notes) or None
+    facts: dict[str, dict] = {}
+    if "tensor" in models:  # the choice is about this graph only when no CPU graph was planned
+        measured_here = cpu.strategy is None and plan.origin != "rule"
+        rule_rows = CPU_MIN_ROWS if forest.max_depth() <= CPU_MEASURED_MAX_DEPTH else None
+        facts["tensor"] = tensor_facts(
+            models["tensor"],
+            plan.cuda_strategy,
+            rows_per_run=cpu.rows_per_run if measured_here else None,
+            cpu_min_rows=cpu.cpu_min_rows if measured_here else rule_rows,
+        ) | {"note": note}
+    if "tensor_cpu" in models:
+        facts["tensor_cpu"] = tensor_facts(
+            models["tensor_cpu"], str(cpu.strategy), rows_per_run=cpu.rows_per_run, cpu_min_rows=cpu.cpu_min_rows
+        ) | {"note": note}
+    return facts
