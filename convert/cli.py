@@ -112,7 +112,9 @@ def _convert(args: argparse.Namespace) -> int:
             f"ok   {result.name}: {', '.join(p.name for p in result.paths)} "
             f"(parity on {rows} rows, max rel error {worst:.2e})"
         )
-        print(f"     {result.name}: policy from {result.policy_origin.describe()}")
+        recorded = result.manifest.policy_origin
+        inherited = f" (which took it from {recorded.describe()})" if recorded != result.policy_origin else ""
+        print(f"     {result.name}: policy from {result.policy_origin.describe()}{inherited}")
         if result.plan is not None:
             _print_plan(result.name, result.plan, args.tune_report, len(args.sources) > 1)
         for flavor, why in result.skipped.items():

@@ -39,6 +39,7 @@ from m7_runtime.artifact import MANIFEST_SUFFIX, Manifest
 from m7_runtime.errors import M7Error
 from m7_runtime.market7 import bundled_dir
 from m7_runtime.model import TENSOR_RUN_BYTES
+from m7_runtime.sessions import cpu_session
 
 from .emit_tensor import GEMM_MAX_DEPTH, STRATEGY_FUNCTIONS, choose_strategy, declines, emit_tensor
 from .ir import Forest
@@ -165,17 +166,6 @@ def _recorded(m: Manifest, candidates: list[str]) -> CpuChoice | None:
 # ---- measurement ---------------------------------------------------------------------------
 
 
-def _session(data: bytes) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()  # as m7_runtime.model.Sessions makes them
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
-
-
 def _pass(sess: Any, X: np.ndarray, rows: int) -> Callable[[], None]:
     """One call: all of ``X`` in runs of ``rows`` rows (distinct rows, as a large batch is)."""
     name, out = sess.get_inputs()[0].name, [sess.get_outputs()[0].name]
@@ -240,7 +230,7 @@ def measure(
     graphs = {f"tensor_cpu:{s}": emit_tensor(forest, strategy=s, summation="cumsum") for s in candidates}
     graphs["tensor"] = emit_tensor(forest, strategy=cuda)
     per_row = {k: bytes_per_row(m) for k, m in graphs.items()}
-    sessions = {k: _session(m.SerializeToString()) for k, m in graphs.items()}
+    sessions = {k: cpu_session(m.SerializeToString()) for k, m in graphs.items()}
     fits = {k: max(1, CPU_RUN_BYTES // per_row[k]) for k in graphs}
     rule_key = f"tensor_cpu:{rule.strategy}"
 
@@ -256,7 +246,7 @@ def measure(
     runs = _race({str(r): _pass(sessions[winner], X, r) for r in sizes}, dict.fromkeys(map(str, sizes), len(X)))
     rows = int(_pick(runs, str(rows_for(winner, RULE_RUN_ROWS))))
     # 3. from how many rows the winner beats the tree flavor (batches of distinct rows)
-    tree_sess = _session(tree)
+    tree_sess = cpu_session(tree)
     race: dict[str, Callable[[], None]] = {}
     units: dict[str, int] = {}
     for n in MIN_ROWS_GRID:
