@@ -149,7 +149,7 @@ def _plan(
         name=name,
         source_sha256=source.sha256,
         out_dir=out_dir,
-        tune=tune_,
+        tune=tune_ if "tensor_cpu" in wanted else False,  # without a CPU graph there is nothing to choose
         tree_graph=lambda: emit_tree(forest).SerializeToString(),
         probe_rows=probe_rows.stacked()[0],
     )
