@@ -92,14 +92,19 @@ class TensorPlan:
 
 def cpu_candidates(forest: Forest) -> tuple[list[str], tuple[str, ...]]:
     """Strategies that can build a CPU graph for this forest, and notes on those that cannot."""
-    notes, out = [], []
+    declined: dict[str, list[str]] = {}  # reason -> strategies
+    out = []
     for s in STRATEGY_FUNCTIONS:
         why = declines(forest, s)
         if why is not None:
-            notes.append(f"{s} layout declined: {why}")
+            declined.setdefault(why, []).append(s)
         elif s != "gemm" or forest.max_depth() <= GEMM_MAX_DEPTH + 1:  # gemm: ~4**depth work per row
             out.append(s)
-    return out, tuple(notes)
+    notes = tuple(
+        f"{' and '.join(names)} layout{'s' if len(names) > 1 else ''} declined: {why}"
+        for why, names in declined.items()
+    )
+    return out, notes
 
 
 def rule_choice(forest: Forest, candidates: list[str]) -> CpuChoice:
@@ -125,7 +130,7 @@ def plan(
     """Decide the tensor graphs: inherit (``tune=None`` and a same-source artifact exists), measure, or rule."""
     cuda = choose_strategy(forest)
     candidates, notes = cpu_candidates(forest)
-    if tune is None and (inherited := _inherited(name, source_sha256, out_dir, forest, candidates)) is not None:
+    if tune is None and (inherited := _inherited(name, source_sha256, out_dir, candidates)) is not None:
         return TensorPlan(cuda, inherited, "inherited", notes)
     rule = rule_choice(forest, candidates)
     if tune is False:
@@ -134,7 +139,7 @@ def plan(
     return TensorPlan(cuda, choice, "measured", notes, report)
 
 
-def _inherited(name: str, sha: str, out_dir: Path, forest: Forest, candidates: list[str]) -> CpuChoice | None:
+def _inherited(name: str, sha: str, out_dir: Path, candidates: list[str]) -> CpuChoice | None:
     """The choice recorded by an artifact converted from the same source (equal sha256), if still valid here.
 
     Looked for in ``out_dir`` then among the bundled artifacts, first under this name, then

@@ -238,13 +238,13 @@ def test_deep_forests_fall_back_to_the_traversal_and_say_so(deep_model: Path, tm
     assert tune.rule_choice(forest, candidates).strategy == "traversal"
     assert main(["convert", str(deep_model), "--out-dir", str(tmp_path), "--no-tune", "--rows", "300"]) == 0
     printed = capsys.readouterr().out
-    assert "complete layout declined: depth 12 is beyond the complete layout's budget" in printed
+    assert "complete and code layouts declined: depth 12 is beyond the complete layout's budget" in printed
     man = Manifest.read(tmp_path / "deep.manifest.json")
     assert man.flavors["tensor"].strategy == "traversal" and man.flavors["tensor_cpu"].strategy == "traversal"
     assert "budget" in man.flavors["tensor"].note
     assert main(["info", str(tmp_path)]) == 0
     info = capsys.readouterr().out
-    assert "tensor=traversal" in info and "deep (tensor): complete layout declined" in info
+    assert "tensor=traversal" in info and "deep (tensor): complete and code layouts declined" in info
 
 
 def test_the_padded_node_budget(monkeypatch):
