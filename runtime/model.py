@@ -47,8 +47,10 @@ CHUNK_ROWS = 4096  # rows per task when a batch is split across threads
 #: Tensor flavors: the bytes of intermediate tensors one run may hold, by provider. A run
 #: takes floor(budget / the manifest's ``bytes_per_row``) rows, or on the CPU the converter's
 #: measured ``rows_per_run`` when that is smaller; the CPU runs at most ``threads`` runs at
-#: once, CUDA one. 16 MiB is also where CPU runs of the compact traversal are fastest (NOTES.md).
-TENSOR_RUN_BYTES = {"cpu": 16 * 2**20, "cuda": 256 * 2**20}
+#: once, CUDA one. ``bytes_per_row`` sums every intermediate, an upper bound. On the CPU the
+#: compact traversal ran as fast in 64 MiB runs as in 16 MiB ones, and a 1000-tree depth-8
+#: forest needs the 64 to reach its fastest run size (256 rows, not 103; NOTES.md, issue 16).
+TENSOR_RUN_BYTES = {"cpu": 64 * 2**20, "cuda": 256 * 2**20}
 #: the tensor graphs: "tensor" (standard operators, CUDA too), "tensor_cpu" (CPU only, optional)
 TENSOR_FLAVORS = ("tensor", "tensor_cpu")
 _pool_lock = threading.Lock()
