@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .document import checked
 from .errors import SourceError, UnsupportedModelError
 from .objectives import Objective, objective
 
@@ -210,13 +211,11 @@ def from_booster_json(
     ``iteration_range`` keeps rounds ``[begin, end)`` as ``Booster.predict`` does (the
     sklearn wrappers pass ``(0, best_iteration + 1)`` after early stopping).
     """
-    try:
-        learner = doc["learner"]
-        mparam = learner["learner_model_param"]
-        gb = learner["gradient_booster"]
-        obj = objective(learner["objective"]["name"])
-    except KeyError as exc:
-        raise SourceError(f"not an xgboost model document: no {exc.args[0]!r} key") from None
+    doc = checked(doc)  # types, lengths and ranges of every field read below (free if load_source checked it)
+    learner = doc["learner"]
+    mparam = learner["learner_model_param"]
+    gb = learner["gradient_booster"]
+    obj = objective(learner["objective"]["name"])
     booster = gb.get("name", "gbtree")
     if booster == "gblinear":
         raise UnsupportedModelError("booster 'gblinear' is a linear model, not trees; it is not supported")
@@ -231,8 +230,6 @@ def from_booster_json(
     raw_trees = model["trees"]
     tree_info = [int(g) for g in model.get("tree_info", [0] * len(raw_trees))]
     weights = [float(w) for w in gb.get("weight_drop", [])] if booster == "dart" else []
-    if booster == "dart" and len(weights) != len(raw_trees):
-        raise SourceError(f"dart booster has {len(weights)} tree weights for {len(raw_trees)} trees")
 
     bounds = iteration_bounds(model, len(raw_trees), n_groups)
     n_rounds = len(bounds) - 1

@@ -1,0 +1,333 @@
+"""The booster document, checked against xgboost's JSON model schema before anything reads it.
+
+Every source (a ``.json`` or ``.ubj`` file, the snapshot inside a pickle) decodes to this
+one document, and :func:`checked` is its one entry point: the loader calls it as soon as
+the document is decoded, so the wrapper logic in ``load``, the IR in ``ir`` and
+xgboost's own loader in ``verify`` read only documents whose fields have the types,
+lengths and ranges xgboost writes (``doc/model.schema`` and ``src/tree/tree_model.cc``
+in xgboost). A field that does not is a :class:`SourceError` naming its dotted path.
+
+The checks are what a hostile or corrupted document needs, not a copy of xgboost:
+
+* types and lengths, so nothing downstream raises a raw ``TypeError``/``IndexError``,
+  and xgboost, which trusts node indices, tree ids and category segments and crashes on
+  bad ones (a segmentation fault, or ``terminate``), is never handed one;
+* counts bounded by what the document holds: ``num_class`` by the output groups the trees
+  add to, ``num_feature`` by the features the trees split on (plus :data:`SPARE_FEATURES`
+  that no split uses), since the converter builds a column of probe rows per feature and
+  a margin per class while a declared count costs the file nothing;
+* nothing about what is *supported*: categorical splits, vector leaves, several targets
+  and ``gblinear`` boosters are checked when present and left to ``ir`` to accept or
+  refuse.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .bounds import brief
+from .errors import SourceError
+
+#: features a model may declare beyond the highest one its trees split on (xgboost keeps
+#: the training width, so unused trailing columns are normal), unless it names them all
+SPARE_FEATURES = 4096
+#: category values are float32-exact integers in xgboost (2**24); larger ones cost bitsets
+MAX_CATEGORY = 1 << 24
+_INT32_MAX = (1 << 31) - 1
+_DELETED = _INT32_MAX  # the split index xgboost writes for a pruned (deleted) node
+_TREE_FIELDS = ("left_children", "right_children", "parents", "split_indices", "split_conditions", "default_left")
+_STATS = ("loss_changes", "sum_hessian")
+_CATEGORICAL = ("categories", "categories_nodes", "categories_segments", "categories_sizes")
+
+
+class Document(dict):
+    """A booster document that passed :func:`checked` (a dict, so it serializes as one)."""
+
+
+def checked(doc: Any, *, what: str = "the model") -> Document:
+    """``doc`` once every field the converter and xgboost read is well-formed; else a SourceError.
+
+    Idempotent and free on a :class:`Document`, so callers that may receive either (the
+    IR builder) call it too without checking twice.
+    """
+    if isinstance(doc, Document):
+        return doc
+    _Checker(what).document(doc)
+    return Document(doc)
+
+
+def count(value: Any, path: str, *, what: str = "the model", lo: int = 0, hi: int = _INT32_MAX) -> int:
+    """An integer field as xgboost writes it (a decimal string; an int where Python wrote one)."""
+    return _Checker(what).count(value, path, lo=lo, hi=hi)
+
+
+class _Checker:
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def fail(self, path: str, problem: str) -> SourceError:
+        return SourceError(f"{self.what}: {path} {problem}")
+
+    # ---- scalars -----------------------------------------------------------------------
+
+    def obj(self, value: Any, path: str) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.fail(path, f"is {brief(value)}, not an object")
+        return value
+
+    def field(self, parent: Mapping[str, Any], key: str, path: str) -> Any:
+        if key not in parent:
+            raise self.fail(f"{path}.{key}", "is missing")
+        return parent[key]
+
+    def text(self, value: Any, path: str, *, max_len: int = 1024) -> str:
+        if not isinstance(value, str) or len(value) > max_len:
+            raise self.fail(path, f"is {brief(value)}, not a string of at most {max_len} characters")
+        return value
+
+    def count(self, value: Any, path: str, *, lo: int = 0, hi: int = _INT32_MAX, text: bool = False) -> int:
+        """``text``: xgboost's parameters are strings ("5"); its loader refuses a JSON number."""
+        if isinstance(value, str) and len(value) <= 32 and value.strip().lstrip("+-").isdigit():
+            n = int(value.strip())
+        elif type(value) is int and not text:
+            n = value
+        else:
+            kind = "an integer string" if text else "an integer"
+            raise self.fail(path, f"is {brief(value)}, not {kind}")
+        if not lo <= n <= hi:
+            raise self.fail(path, f"is {n}, outside {lo}..{hi}")
+        return n
+
+    # ---- arrays ------------------------------------------------------------------------
+
+    def array(self, value: Any, path: str, kind: str, *, length: int | None = None) -> np.ndarray:
+        """A 1-D array of ``kind`` ("int", "float", "bool"): a JSON list or a UBJSON typed array.
+
+        The element types are checked without a Python loop per element (``map(type)``
+        runs in C), and ints and floats are not mixed: xgboost's loader refuses a float
+        where it reads an integer, and an integer where it reads a float.
+        """
+        if isinstance(value, np.ndarray):
+            ok = {"int": "iu", "float": "f", "bool": "iub"}[kind]
+            if value.ndim != 1 or value.dtype.kind not in ok:
+                raise self.fail(path, f"is {brief(value)}, not a list of {kind}s")
+            arr = value
+        elif isinstance(value, list):
+            allowed = {"int": {int}, "float": {float}, "bool": {int, bool}}[kind]
+            kinds = set(map(type, value))
+            if not kinds <= allowed:
+                bad = next(v for v in value if type(v) not in allowed)
+                raise self.fail(path, f"holds {brief(bad)}, not only {kind}s")
+            try:
+                arr = np.asarray(value, dtype=np.float64 if kind == "float" else np.int64)
+            except OverflowError:
+                raise self.fail(path, "holds an integer beyond 64 bits") from None
+        else:
+            raise self.fail(path, f"is {brief(value)}, not a list")
+        if length is not None and len(arr) != length:
+            raise self.fail(path, f"has {len(arr)} entries, expected {length}")
+        return arr
+
+    def within(self, arr: np.ndarray, path: str, lo: int, hi: int) -> None:
+        if arr.size and (arr.min() < lo or arr.max() > hi):
+            i = int(np.flatnonzero((arr < lo) | (arr > hi))[0])
+            raise self.fail(f"{path}[{i}]", f"is {int(arr[i])}, outside {lo}..{hi}")
+
+    # ---- the document ------------------------------------------------------------------
+
+    def document(self, doc: Any) -> None:
+        doc = self.obj(doc, "the document")
+        if "version" in doc:
+            version = self.array(doc["version"], "version", "int", length=3)
+            self.within(version, "version", 0, 10_000)
+        learner = self.obj(self.field(doc, "learner", "the document"), "learner")
+        mparam = self.obj(self.field(learner, "learner_model_param", "learner"), "learner.learner_model_param")
+        objective = self.obj(self.field(learner, "objective", "learner"), "learner.objective")
+        self.text(self.field(objective, "name", "learner.objective"), "learner.objective.name", max_len=100)
+        attributes = self.obj(self.field(learner, "attributes", "learner"), "learner.attributes")
+        for key, value in attributes.items():
+            self.text(value, f"learner.attributes.{brief(key)}", max_len=1 << 20)
+        p = "learner.learner_model_param"
+        n_features = self.count(self.field(mparam, "num_feature", p), f"{p}.num_feature", text=True)
+        n_class = self.count(self.field(mparam, "num_class", p), f"{p}.num_class", text=True)
+        n_target = self.count(mparam.get("num_target", "1"), f"{p}.num_target", lo=1, text=True)
+        groups = max(n_class, n_target, 1)
+        self.base_score(self.field(mparam, "base_score", p), f"{p}.base_score", groups)
+        names = self.names(learner, "feature_names", n_features)
+        self.names(learner, "feature_types", n_features)
+
+        g = "learner.gradient_booster"
+        gb = self.obj(self.field(learner, "gradient_booster", "learner"), g)
+        booster = self.text(self.field(gb, "name", g), f"{g}.name", max_len=32)
+        if booster == "gblinear":
+            self.linear(gb, n_features, groups)
+            return
+        if booster == "dart":
+            inner = self.obj(self.field(gb, "gbtree", "learner.gradient_booster"), "learner.gradient_booster.gbtree")
+            path = "learner.gradient_booster.gbtree.model"
+            model = self.obj(self.field(inner, "model", "learner.gradient_booster.gbtree"), path)
+        else:
+            path = "learner.gradient_booster.model"
+            model = self.obj(self.field(gb, "model", "learner.gradient_booster"), path)
+        n_trees, used_groups, used_features, leaf_vector = self.forest(model, path, n_features, groups)
+        if booster == "dart":
+            self.array(self.field(gb, "weight_drop", "learner.gradient_booster"),
+                       "learner.gradient_booster.weight_drop", "float", length=n_trees)  # fmt: skip
+        if groups > max(used_groups, leaf_vector, 1):
+            field = "num_class" if n_class >= n_target else "num_target"
+            raise self.fail(
+                f"{p}.{field}",
+                f"is {groups}, but the trees add to {max(used_groups, 1)} output group(s) with {leaf_vector} "
+                "value(s) per leaf: the document disagrees with itself",
+            )
+        if not names and n_features > used_features + SPARE_FEATURES:
+            raise self.fail(
+                f"{p}.num_feature",
+                f"is {n_features}, but the trees split on features below {used_features} only and no "
+                f"feature names are given; more than {SPARE_FEATURES} unused features is taken for a corrupted "
+                "or hostile count",
+            )
+        if "best_iteration" in attributes:
+            self.count(attributes["best_iteration"], "learner.attributes.best_iteration", hi=max(n_trees, 0))
+
+    def base_score(self, value: Any, path: str, groups: int) -> None:
+        """``"5E-1"`` (<= 2.x) or ``"[a,b,c]"`` (3.x: one per output); xgboost parses the text itself."""
+        text = self.text(value, path, max_len=64 * groups + 64)
+        try:
+            parsed = json.loads(text) if text.strip().startswith("[") else float(text)
+        except (ValueError, json.JSONDecodeError):
+            raise self.fail(path, f"is {brief(text)}, not a number or a list of numbers") from None
+        values = parsed if isinstance(parsed, list) else [parsed]
+        if not values or not all(type(v) in (int, float) and math.isfinite(v) for v in values):
+            raise self.fail(path, f"is {brief(text)}, not finite numbers")
+        if len(values) not in (1, groups):
+            raise self.fail(path, f"holds {len(values)} values for {groups} output(s)")
+
+    def names(self, learner: Mapping[str, Any], key: str, n_features: int) -> list[str]:
+        path = f"learner.{key}"
+        value = learner.get(key, [])
+        if not isinstance(value, list):
+            raise self.fail(path, f"is {brief(value)}, not a list of strings")
+        for i, name in enumerate(value):
+            self.text(name, f"{path}[{i}]")
+        if value and len(value) != n_features:
+            raise self.fail(path, f"has {len(value)} entries for num_feature {n_features}")
+        return value
+
+    def linear(self, gb: Mapping[str, Any], n_features: int, groups: int) -> None:
+        path = "learner.gradient_booster.model"
+        model = self.obj(self.field(gb, "model", "learner.gradient_booster"), path)
+        weights = self.array(self.field(model, "weights", path), f"{path}.weights", "float")
+        if len(weights) != (n_features + 1) * groups:
+            raise self.fail(
+                f"{path}.weights",
+                f"has {len(weights)} entries; (num_feature + 1) x outputs is {(n_features + 1) * groups}",
+            )
+        if "boosted_rounds" in model:
+            self.count(model["boosted_rounds"], f"{path}.boosted_rounds")
+
+    def forest(self, model: Mapping[str, Any], path: str, n_features: int, groups: int) -> tuple[int, int, int, int]:
+        """Checks the trees; returns (trees, output groups used, features split on, values per leaf)."""
+        trees = self.field(model, "trees", path)
+        if not isinstance(trees, list):
+            raise self.fail(f"{path}.trees", f"is {brief(trees)}, not a list of trees")
+        n_trees = len(trees)
+        mp = self.obj(self.field(model, "gbtree_model_param", path), f"{path}.gbtree_model_param")
+        self.count(self.field(mp, "num_trees", f"{path}.gbtree_model_param"), f"{path}.gbtree_model_param.num_trees",
+                   lo=n_trees, hi=n_trees, text=True)  # fmt: skip
+        if "num_parallel_tree" in mp:
+            self.count(mp["num_parallel_tree"], f"{path}.gbtree_model_param.num_parallel_tree", text=True)
+        info = self.array(self.field(model, "tree_info", path), f"{path}.tree_info", "int", length=n_trees)
+        self.within(info, f"{path}.tree_info", 0, groups - 1)
+        if "iteration_indptr" in model:
+            ip = f"{path}.iteration_indptr"
+            indptr = self.array(model["iteration_indptr"], ip, "int")
+            if len(indptr) < 1 or indptr[0] != 0 or indptr[-1] != n_trees or np.any(np.diff(indptr) <= 0):
+                shown = brief(model["iteration_indptr"])
+                raise self.fail(ip, f"is {shown}, not increasing from 0 to the {n_trees} trees")
+        if "cats" in model:
+            self.obj(model["cats"], f"{path}.cats")
+        used_features = leaf_vector = 0
+        for i, raw in enumerate(trees):
+            f, k = self.tree(raw, f"{path}.trees[{i}]", i, n_features)
+            used_features, leaf_vector = max(used_features, f), max(leaf_vector, k)
+        used_groups = int(info.max()) + 1 if n_trees else 0
+        return n_trees, used_groups, used_features, leaf_vector
+
+    def tree(self, raw: Any, path: str, index: int, n_features: int) -> tuple[int, int]:
+        """One tree; returns (1 + the highest feature it splits on, values per leaf)."""
+        t = self.obj(raw, path)
+        self.count(self.field(t, "id", path), f"{path}.id", lo=index, hi=index)  # xgboost places trees by id
+        pp = f"{path}.tree_param"
+        tp = self.obj(self.field(t, "tree_param", path), pp)
+        n = self.count(self.field(tp, "num_nodes", pp), f"{pp}.num_nodes", lo=1, text=True)
+        self.count(self.field(tp, "num_feature", pp), f"{pp}.num_feature", text=True)
+        leaf_values = max(1, self.count(self.field(tp, "size_leaf_vector", pp), f"{pp}.size_leaf_vector", text=True))
+        a = {key: self.array(self.field(t, key, path), f"{path}.{key}",
+                             "float" if key == "split_conditions" else "bool" if key == "default_left" else "int",
+                             length=n) for key in _TREE_FIELDS}  # fmt: skip
+        for key in _STATS:
+            self.array(self.field(t, key, path), f"{path}.{key}", "float", length=n)
+        left, right, split = a["left_children"], a["right_children"], a["split_indices"]
+        inner = left >= 0
+        self.within(left, f"{path}.left_children", -1, n - 1)
+        self.within(a["parents"], f"{path}.parents", -1, _INT32_MAX)
+        self.within(a["default_left"], f"{path}.default_left", 0, 1)
+        self.within(split, f"{path}.split_indices", 0, _INT32_MAX)
+        # every inner node's children are other nodes, each the child of one node only: the
+        # nodes reachable from the root then form a tree (no cycle, no shared subtree)
+        children = np.concatenate([left[inner], right[inner]])
+        if children.size and (children.min() < 1 or children.max() >= n or len(np.unique(children)) != children.size):
+            raise self.fail(f"{path}.left_children", "and right_children do not form a tree (a child out of range, "
+                            "the root, or a node with two parents)")  # fmt: skip
+        if not np.all(np.isfinite(a["split_conditions"])):
+            i = int(np.flatnonzero(~np.isfinite(a["split_conditions"]))[0])
+            raise self.fail(f"{path}.split_conditions[{i}]", f"is {a['split_conditions'][i]}, not a finite number")
+        used = int(split[inner].max()) + 1 if inner.any() else 0
+        if used > n_features:
+            i = int(np.flatnonzero(inner & (split >= n_features))[0])
+            raise self.fail(f"{path}.split_indices[{i}]", f"is {int(split[i])}, but num_feature is {n_features}")
+        deleted = int(np.count_nonzero((split == _DELETED) & (a["default_left"] != 0)))
+        if "num_deleted" in tp:
+            self.count(tp["num_deleted"], f"{pp}.num_deleted", lo=deleted, hi=deleted, text=True)
+        weights = self.array(self.field(t, "base_weights", path), f"{path}.base_weights", "float")
+        if len(weights) == 0 or len(weights) % n:
+            raise self.fail(f"{path}.base_weights", f"has {len(weights)} entries, not a multiple of {n} nodes")
+        n_leaves = int(np.count_nonzero(~inner))
+        if leaf_values > 1:  # vector leaves: right_children maps each leaf to its row of leaf_weights
+            self.array(self.field(t, "leaf_weights", path), f"{path}.leaf_weights", "float",
+                       length=n_leaves * leaf_values)  # fmt: skip
+            if not np.array_equal(np.sort(right[~inner]), np.arange(n_leaves)):
+                raise self.fail(f"{path}.right_children", "does not map the leaves to rows of leaf_weights")
+        else:
+            self.within(right, f"{path}.right_children", -1, n - 1)
+            if len(weights) != n:
+                raise self.fail(f"{path}.base_weights", f"has {len(weights)} entries for {n} nodes")
+        if "split_type" in t:
+            self.categorical(t, path, n, self.array(t["split_type"], f"{path}.split_type", "int", length=n), inner)
+        return used, leaf_values
+
+    def categorical(self, t: Mapping[str, Any], path: str, n: int, split_type: np.ndarray, inner: np.ndarray) -> None:
+        """``split_type`` 1 nodes test membership in ``categories[segment : segment + size]``."""
+        self.within(split_type, f"{path}.split_type", 0, 1)
+        cat = {key: self.array(self.field(t, key, path), f"{path}.{key}", "int") for key in _CATEGORICAL}
+        nodes, segments, sizes = cat["categories_nodes"], cat["categories_segments"], cat["categories_sizes"]
+        if not len(nodes) == len(segments) == len(sizes):
+            raise self.fail(f"{path}.categories_nodes", "categories_segments and categories_sizes differ in length")
+        self.within(cat["categories"], f"{path}.categories", 0, MAX_CATEGORY - 1)
+        self.within(segments, f"{path}.categories_segments", 0, len(cat["categories"]))
+        self.within(sizes, f"{path}.categories_sizes", 0, len(cat["categories"]))
+        if np.any(segments + sizes > len(cat["categories"])):
+            raise self.fail(f"{path}.categories_segments", "point past the end of categories")
+        expected = np.flatnonzero((split_type == 1) & inner)
+        if not np.array_equal(nodes, expected):
+            raise self.fail(f"{path}.categories_nodes", f"is {brief(t['categories_nodes'])}, but the categorical "
+                            f"splits are at nodes {brief(expected.tolist())}")  # fmt: skip
+
+
+__all__ = ["MAX_CATEGORY", "SPARE_FEATURES", "Document", "checked", "count"]
