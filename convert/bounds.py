@@ -55,7 +55,7 @@ class Limits:
     expand_ratio: int = 200
     expand_floor: int = 8 * MiB
     max_payload: int = 1 * GiB
-    ops_floor: int = 1_000_000
+    ops_floor: int = 500_000
     ops_per_byte: int = 4
     bytes_floor: int = 64 * MiB
     bytes_per_payload: int = 2

@@ -22,7 +22,7 @@ import lzma
 import zlib
 from typing import Any
 
-from .bounds import ENV_PAYLOAD, ENV_RATIO, Limits
+from .bounds import ENV_PAYLOAD, ENV_RATIO, Limits, one_line
 from .errors import SourceError
 
 _CHUNK = 1 << 16
@@ -105,14 +105,15 @@ class _Capped(io.RawIOBase):
             n = self._inner.readinto(view)
         except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
             raise SourceError(
-                f"{self.what}: cannot decompress its {self.compression} stream ({type(exc).__name__}: {exc}): "
+                f"{self.what}: cannot decompress its {self.compression} stream ({type(exc).__name__}: "
+                f"{one_line(str(exc))}): "
                 "truncated or corrupted"
             ) from None
         self.produced += n or 0
         if self.produced > self.cap:
             raise SourceError(
-                f"{self.what}: its {self.compression} stream decompresses to more than {self.cap} bytes, the cap "
-                f"for a file of this size (a decompression bomb?). A real model this compressible can be read "
+                f"{self.what}: its {self.compression} stream decompresses to more than {self.cap} bytes, the "
+                f"decompression cap for a file of this size (a bomb?). A real model this compressible can be read "
                 f"with a higher cap: ${ENV_RATIO} (ratio to the file size) or ${ENV_PAYLOAD} (bytes)"
             )
         return n
@@ -160,7 +161,8 @@ class Payload:
             where = (
                 "the file: it is truncated or corrupted"
                 if self.compression is None
-                else f"the {self.limit}-byte decompression cap (${ENV_RATIO}, ${ENV_PAYLOAD})"
+                else f"the {self.limit}-byte decompression cap of its {self.compression} stream "
+                f"(${ENV_RATIO}, ${ENV_PAYLOAD})"
             )
             raise SourceError(
                 f"{self.what}: the pickle declares {what} of {n} bytes at byte {self.pos}, "
@@ -171,7 +173,8 @@ class Payload:
         """A checked read (the decompressing stream's reader would allocate ``n`` bytes up front)."""
         if n is None or n < 0:
             n = self.left
-        self.check(n)
+        if n > _CHUNK:  # a read within the buffer allocates nothing beyond it: only long ones are checked
+            self.check(n)
         data = self._stream.read(n)
         self._pos += len(data)
         return data

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.random._pickle as _np_random_pickle
 
-from .bounds import brief
+from .bounds import brief, one_line
 from .errors import UnsafePickleError
 
 try:  # numpy >= 2 moved its core to numpy._core; pickles name either module
@@ -90,7 +90,7 @@ def checked_dtype(value: Any, *, what: str = "a dtype") -> np.dtype:
         try:
             dt = np.dtype(value)
         except (TypeError, ValueError) as exc:
-            raise refuse(f"gives {what} numpy cannot read ({brief(value)}: {exc})") from exc
+            raise refuse(f"gives {what} numpy cannot read ({brief(value)}: {one_line(str(exc))})") from exc
     else:
         raise refuse(f"gives {what} as {brief(value)}; only type strings are accepted (of at most 64 characters)")
     if dt.names is not None or dt.subdtype is not None:
@@ -173,7 +173,7 @@ def _make_dtype(obj: Any, align: Any = False, copy: Any = True) -> np.dtype:
     try:
         dt = np.dtype(obj, bool(align), True)
     except (TypeError, ValueError) as exc:
-        raise refuse(f"builds a dtype from {obj!r}, which numpy cannot read ({exc})") from exc
+        raise refuse(f"builds a dtype from {obj!r}, which numpy cannot read ({one_line(str(exc))})") from exc
     return checked_dtype(dt)
 
 

@@ -119,6 +119,7 @@ def _inert(module: str) -> bool:
 
 _GLOBALS = (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.ModuleType, guards._Token)
 _LEAVES = (str, bytes, bytearray, int, float, complex, bool, type(None), np.generic, np.dtype, type)
+_LEAF_TYPES = frozenset((*_LEAVES[:8], np.float64, np.float32, np.int64))  # the common leaves, by exact type
 
 
 class _Budget:
@@ -149,9 +150,11 @@ class _Budget:
         if seen > _MAX_COLLISIONS:
             raise refuse(f"gives one container more than {_MAX_COLLISIONS} keys with the same hash")
 
-    def charge(self, n: int, what: str) -> None:
+    def charge(self, n: int, source: Any) -> None:
+        """Count ``n`` bytes built by ``source`` (a callable, or what built them)."""
         self.bytes += n
         if self.bytes > self.max_bytes:
+            what = source if isinstance(source, str) else f"calls of {brief(source)}"
             raise refuse(f"materializes more than {self.max_bytes} bytes through {what}, the budget for this file")
 
     def expanded(self, root: Any, what: str, *, instances: bool) -> None:
@@ -163,24 +166,11 @@ class _Budget:
         """
         limit = self.max_ops
         size: dict[int, int] = {}  # container id -> expanded size; 0 while on the walk's path
-
-        def children(obj: Any) -> Any:
-            if isinstance(obj, (list, tuple, set, frozenset)):
-                return obj
-            if isinstance(obj, dict):
-                return [*obj.keys(), *obj.values()]
-            if isinstance(obj, np.ndarray):
-                return obj.ravel(order="K") if obj.dtype.hasobject else ()
-            if instances and not isinstance(obj, _LEAVES):
-                state = getattr(obj, "__dict__", None)
-                return list(state.values()) if isinstance(state, dict) else ()
-            return ()
-
-        todo: list[tuple[Any, bool]] = [(root, False)]
+        todo: list[tuple[Any, Any]] = [(root, None)]  # (object, its children once they are pushed)
         while todo:
-            obj, done = todo.pop()
-            if done:
-                n = 1 + sum(1 if isinstance(c, _LEAVES) else size.get(id(c)) or 1 for c in children(obj))
+            obj, kids = todo.pop()
+            if kids is not None:
+                n = 1 + sum(1 if type(c) in _LEAF_TYPES else size.get(id(c)) or 1 for c in kids)
                 if n > limit:
                     raise refuse(
                         f"builds {what} that expands to more than {limit} objects when walked (shared references "
@@ -188,11 +178,26 @@ class _Budget:
                     )
                 size[id(obj)] = n
                 continue
-            if id(obj) in size or isinstance(obj, _LEAVES):
+            if type(obj) in _LEAF_TYPES or id(obj) in size:
                 continue
+            kids = _children(obj, instances)
             size[id(obj)] = 0
-            todo.append((obj, True))
-            todo.extend((c, False) for c in children(obj) if not isinstance(c, _LEAVES) and id(c) not in size)
+            todo.append((obj, kids))
+            todo.extend((c, None) for c in kids if type(c) not in _LEAF_TYPES and id(c) not in size)
+
+
+def _children(obj: Any, instances: bool) -> Any:
+    """What a walk of ``obj`` visits: items, keys and values, object-array elements, instance attributes."""
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return obj
+    if isinstance(obj, dict):
+        return [*obj.keys(), *obj.values()]
+    if isinstance(obj, np.ndarray):
+        return obj.ravel(order="K") if obj.dtype.hasobject else ()
+    if instances and not isinstance(obj, _LEAVES):
+        state = getattr(obj, "__dict__", None)
+        return list(state.values()) if isinstance(state, dict) else ()
+    return ()
 
 
 class SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler lets us hook its opcodes
@@ -284,7 +289,7 @@ class SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler lets us hoo
             result = func.__new__(func, *args, **kwargs)
         else:
             result = func(*args, **kwargs)
-        self.budget.charge(_footprint(result), f"a call of {brief(func)}")
+        self.budget.charge(_footprint(result), func)
         return result
 
     def load_reduce(self) -> None:
