@@ -149,6 +149,10 @@ class _Checker:
         mparam = self.obj(self.field(learner, "learner_model_param", "learner"), "learner.learner_model_param")
         objective = self.obj(self.field(learner, "objective", "learner"), "learner.objective")
         self.text(self.field(objective, "name", "learner.objective"), "learner.objective.name", max_len=100)
+        for group, params in objective.items():  # e.g. {"quantile_loss_param": {"quantile_alpha": "[1E-1,9E-1]"}}
+            if group != "name":
+                for key, value in self.obj(params, f"learner.objective.{brief(group)}").items():
+                    self.text(value, f"learner.objective.{brief(group)}.{brief(key)}", max_len=1 << 16)
         attributes = self.obj(self.field(learner, "attributes", "learner"), "learner.attributes")
         for key, value in attributes.items():
             self.text(value, f"learner.attributes.{brief(key)}", max_len=1 << 20)
@@ -251,13 +255,37 @@ class _Checker:
                 shown = brief(model["iteration_indptr"])
                 raise self.fail(ip, f"is {shown}, not increasing from 0 to the {n_trees} trees")
         if "cats" in model:
-            self.obj(model["cats"], f"{path}.cats")
+            self.cats(model["cats"], f"{path}.cats")
         used_features = leaf_vector = 0
         for i, raw in enumerate(trees):
             f, k = self.tree(raw, f"{path}.trees[{i}]", i, n_features)
             used_features, leaf_vector = max(used_features, f), max(leaf_vector, k)
         used_groups = int(info.max()) + 1 if n_trees else 0
         return n_trees, used_groups, used_features, leaf_vector
+
+    def cats(self, value: Any, path: str) -> None:
+        """The training categories (xgboost >= 3.1, ``CatContainer::Save``): per feature, numbers or UTF-8 text."""
+        cats = self.obj(value, path)
+        enc = cats.get("enc", [])
+        if not isinstance(enc, list):
+            raise self.fail(f"{path}.enc", f"is {brief(enc)}, not a list")
+        for i, column in enumerate(enc):
+            column = self.obj(column, f"{path}.enc[{i}]")
+            if "offsets" in column:  # text: UTF-8 bytes, cut at the offsets
+                values = self.array(column.get("values", []), f"{path}.enc[{i}].values", "int")
+                self.within(values, f"{path}.enc[{i}].values", 0, 255)
+                offsets = self.array(column["offsets"], f"{path}.enc[{i}].offsets", "int")
+                self.within(offsets, f"{path}.enc[{i}].offsets", 0, len(values))
+                if np.any(np.diff(offsets) < 0):
+                    raise self.fail(f"{path}.enc[{i}].offsets", "decrease")
+            elif "values" in column:
+                values = column["values"]
+                kinds = set(map(type, values)) if isinstance(values, list) else {type(values)}
+                if not (kinds <= {int, float} or (isinstance(values, np.ndarray) and values.dtype.kind in "iuf")):
+                    raise self.fail(f"{path}.enc[{i}].values", f"is {brief(values)}, not a list of numbers")
+        for key in ("feature_segments", "sorted_idx"):
+            if key in cats:
+                self.within(self.array(cats[key], f"{path}.{key}", "int"), f"{path}.{key}", 0, _INT32_MAX)
 
     def tree(self, raw: Any, path: str, index: int, n_features: int) -> tuple[int, int]:
         """One tree; returns (1 + the highest feature it splits on, values per leaf)."""
@@ -300,8 +328,10 @@ class _Checker:
             raise self.fail(f"{path}.base_weights", f"has {len(weights)} entries, not a multiple of {n} nodes")
         n_leaves = int(np.count_nonzero(~inner))
         if leaf_values > 1:  # vector leaves: right_children maps each leaf to its row of leaf_weights
-            self.array(self.field(t, "leaf_weights", path), f"{path}.leaf_weights", "float",
-                       length=n_leaves * leaf_values)  # fmt: skip
+            if "leaf_weights" not in t:  # the layout before 3.2, which xgboost 3.2 crashes on (SIGSEGV, measured)
+                raise self.fail(f"{path}.leaf_weights", "is missing: vector-leaf trees saved before xgboost 3.2 "
+                                "crash the installed xgboost, which verification runs")  # fmt: skip
+            self.array(t["leaf_weights"], f"{path}.leaf_weights", "float", length=n_leaves * leaf_values)
             if not np.array_equal(np.sort(right[~inner]), np.arange(n_leaves)):
                 raise self.fail(f"{path}.right_children", "does not map the leaves to rows of leaf_weights")
         else:
@@ -309,10 +339,10 @@ class _Checker:
             if len(weights) != n:
                 raise self.fail(f"{path}.base_weights", f"has {len(weights)} entries for {n} nodes")
         if "split_type" in t:
-            self.categorical(t, path, n, self.array(t["split_type"], f"{path}.split_type", "int", length=n), inner)
+            self.categorical(t, path, n, self.array(t["split_type"], f"{path}.split_type", "int", length=n))
         return used, leaf_values
 
-    def categorical(self, t: Mapping[str, Any], path: str, n: int, split_type: np.ndarray, inner: np.ndarray) -> None:
+    def categorical(self, t: Mapping[str, Any], path: str, n: int, split_type: np.ndarray) -> None:
         """``split_type`` 1 nodes test membership in ``categories[segment : segment + size]``."""
         self.within(split_type, f"{path}.split_type", 0, 1)
         cat = {key: self.array(self.field(t, key, path), f"{path}.{key}", "int") for key in _CATEGORICAL}
@@ -324,7 +354,7 @@ class _Checker:
         self.within(sizes, f"{path}.categories_sizes", 0, len(cat["categories"]))
         if np.any(segments + sizes > len(cat["categories"])):
             raise self.fail(f"{path}.categories_segments", "point past the end of categories")
-        expected = np.flatnonzero((split_type == 1) & inner)
+        expected = np.flatnonzero(split_type == 1)
         if not np.array_equal(nodes, expected):
             raise self.fail(f"{path}.categories_nodes", f"is {brief(t['categories_nodes'])}, but the categorical "
                             f"splits are at nodes {brief(expected.tolist())}")  # fmt: skip

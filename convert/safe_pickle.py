@@ -25,7 +25,6 @@ import _compat_pickle
 import importlib
 import pickle
 import re
-import sys
 import types
 import warnings
 from typing import Any, ClassVar
@@ -36,6 +35,7 @@ from . import pickle_guards as guards
 from .bounds import Limits, brief, one_line
 from .errors import SourceError, UnsafePickleError
 from .payload import Payload
+from .pickle_budget import Budget, footprint
 from .pickle_guards import NDARRAY, refuse
 
 
@@ -76,8 +76,6 @@ _JOBLIB_WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 #: scikit-learn modules never imported for a pickle: test and build helpers run code at import
 _SKLEARN_SKIP = {"tests", "conftest", "_testing", "_mocking", "estimator_checks", "_build_utils", "externals"}
-#: tuple keys of one container allowed to share a hash (crafted collisions make each insert scan them all)
-_MAX_COLLISIONS = 16
 
 
 def _python3_name(module: str, name: str) -> tuple[str, str]:
@@ -118,92 +116,12 @@ def _inert(module: str) -> bool:
 
 
 _GLOBALS = (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.ModuleType, guards._Token)
-_LEAVES = (str, bytes, bytearray, int, float, complex, bool, type(None), np.generic, np.dtype, type)
-_LEAF_TYPES = frozenset((*_LEAVES[:8], np.float64, np.float32, np.int64))  # the common leaves, by exact type
-
-
-class _Budget:
-    """What one file may still cost, shared by the unpicklers of one load (joblib nests them)."""
-
-    def __init__(self, limits: Limits, *, file_size: int, payload_limit: int) -> None:
-        self.limits = limits
-        self.max_ops = limits.max_ops(file_size)
-        self.ops = 0
-        self.max_bytes = limits.max_bytes(payload_limit)
-        self.bytes = 0
-        self.levels: dict[int, tuple[np.ndarray, int]] = {}  # arrays BUILT so far -> object-array nesting
-        self.collisions: dict[tuple[int, int], int] = {}  # (container id, key hash) -> tuple keys seen
-        self.containers: dict[int, Any] = {}  # keeps the ids in ``collisions`` from being reused
-
-    def op(self) -> None:
-        if self.ops > self.max_ops:
-            raise refuse(
-                f"runs more than {self.max_ops} operations, the budget for a file of this size "
-                "(each builds an object; a real model needs a few hundred)"
-            )
-
-    def collide(self, container: Any, key_hash: int) -> None:
-        """Count a tuple key's hash in its container: crafted collisions make each insert scan them all."""
-        self.containers.setdefault(id(container), container)
-        slot = (id(container), key_hash)
-        seen = self.collisions[slot] = self.collisions.get(slot, 0) + 1
-        if seen > _MAX_COLLISIONS:
-            raise refuse(f"gives one container more than {_MAX_COLLISIONS} keys with the same hash")
-
-    def charge(self, n: int, source: Any) -> None:
-        """Count ``n`` bytes built by ``source`` (a callable, or what built them)."""
-        self.bytes += n
-        if self.bytes > self.max_bytes:
-            what = source if isinstance(source, str) else f"calls of {brief(source)}"
-            raise refuse(f"materializes more than {self.max_bytes} bytes through {what}, the budget for this file")
-
-    def expanded(self, root: Any, what: str, *, instances: bool) -> None:
-        """Refuse ``root`` if a walk that does not remember shared objects would exceed the budget.
-
-        Such walks are what consumers do (repr, ``numpy.asarray`` of a nested list, hashing,
-        JSON): a graph of k lists each holding the next one twice costs them 2**k. Here each
-        container's expanded size is computed once, so this check is linear.
-        """
-        limit = self.max_ops
-        size: dict[int, int] = {}  # container id -> expanded size; 0 while on the walk's path
-        todo: list[tuple[Any, Any]] = [(root, None)]  # (object, its children once they are pushed)
-        while todo:
-            obj, kids = todo.pop()
-            if kids is not None:
-                n = 1 + sum(1 if type(c) in _LEAF_TYPES else size.get(id(c)) or 1 for c in kids)
-                if n > limit:
-                    raise refuse(
-                        f"builds {what} that expands to more than {limit} objects when walked (shared references "
-                        "counted each time they are reached), the budget for this file"
-                    )
-                size[id(obj)] = n
-                continue
-            if type(obj) in _LEAF_TYPES or id(obj) in size:
-                continue
-            kids = _children(obj, instances)
-            size[id(obj)] = 0
-            todo.append((obj, kids))
-            todo.extend((c, None) for c in kids if type(c) not in _LEAF_TYPES and id(c) not in size)
-
-
-def _children(obj: Any, instances: bool) -> Any:
-    """What a walk of ``obj`` visits: items, keys and values, object-array elements, instance attributes."""
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return obj
-    if isinstance(obj, dict):
-        return [*obj.keys(), *obj.values()]
-    if isinstance(obj, np.ndarray):
-        return obj.ravel(order="K") if obj.dtype.hasobject else ()
-    if instances and not isinstance(obj, _LEAVES):
-        state = getattr(obj, "__dict__", None)
-        return list(state.values()) if isinstance(state, dict) else ()
-    return ()
 
 
 class SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler lets us hook its opcodes
     dispatch: ClassVar[dict] = {}
 
-    def __init__(self, file: Payload, *, budget: _Budget, trust: bool = False) -> None:
+    def __init__(self, file: Payload, *, budget: Budget, trust: bool = False) -> None:
         super().__init__(file)
         self.raw_file = file  # joblib writes array bytes between pickle frames
         self.budget = budget
@@ -289,7 +207,7 @@ class SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler lets us hoo
             result = func.__new__(func, *args, **kwargs)
         else:
             result = func(*args, **kwargs)
-        self.budget.charge(_footprint(result), func)
+        self.budget.charge(footprint(result), func)
         return result
 
     def load_reduce(self) -> None:
@@ -402,15 +320,6 @@ def _unread(frame: Any) -> int:
     return end - here
 
 
-def _footprint(obj: Any) -> int:
-    if isinstance(obj, np.ndarray):
-        return obj.nbytes
-    try:
-        return sys.getsizeof(obj)
-    except TypeError:
-        return 64
-
-
 def _read_joblib_array(unpickler: SafeUnpickler, wrapper: Any) -> np.ndarray:
     if not isinstance(wrapper, dict):
         raise SourceError(f"a joblib array wrapper holds {brief(wrapper)}, not its description")
@@ -461,7 +370,7 @@ def load(
             f"{what}: unknown file type (starts with {bytes(data[:8])!r}); expected a pickle/joblib file "
             "or an xgboost .json/.ubj model"
         )
-    budget = _Budget(limits, file_size=len(data), payload_limit=payload.limit)
+    budget = Budget(limits, file_size=len(data), payload_limit=payload.limit)
     unpickler = SafeUnpickler(payload, budget=budget, trust=trust)
     try:
         obj = unpickler.load()
