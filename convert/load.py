@@ -69,7 +69,10 @@ def _decode_document(data: bytes | bytearray, what: str) -> document.Document:
         if _is_json(data):
             doc = json.loads(data)
         elif data[:1] == b"{":
-            doc = ubjson.loads(data)
+            try:
+                doc = ubjson.loads(data)
+            except SourceError as exc:
+                raise SourceError(f"{what}: {exc}") from None
         elif data[:4] == b"binf" or data[:1] == b"\x00":
             raise SourceError(
                 f"{what} is in xgboost's old binary format, which only the xgboost that wrote it can read; "
