@@ -43,6 +43,22 @@ _DELETED = _INT32_MAX  # the split index xgboost writes for a pruned (deleted) n
 _TREE_FIELDS = ("left_children", "right_children", "parents", "split_indices", "split_conditions", "default_left")
 _STATS = ("loss_changes", "sum_hessian")
 _CATEGORICAL = ("categories", "categories_nodes", "categories_segments", "categories_sizes")
+#: parameters xgboost parses as numbers when it loads a document (learner, booster, tree, and the
+#: objectives the converter supports); others are left to the objective table to accept or refuse
+_PARAM_TYPES: dict[str, Any] = {
+    **dict.fromkeys(("num_feature", "num_class", "num_target", "boost_from_average", "num_trees",
+                     "num_parallel_tree", "size_leaf_vector", "num_nodes", "num_deleted", "num_roots"), int),
+    **dict.fromkeys(("scale_pos_weight", "huber_slope", "max_delta_step", "tweedie_variance_power"), float),
+    "quantile_alpha": "floats",
+}  # fmt: skip
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 class Document(dict):
@@ -79,6 +95,25 @@ class _Checker:
         if not isinstance(value, Mapping):
             raise self.fail(path, f"is {brief(value)}, not an object")
         return value
+
+    def params(self, value: Any, path: str) -> Mapping[str, Any]:
+        """A group of xgboost parameters: every value a string, in the format of its type if known.
+
+        xgboost parses them when it loads the document and refuses a JSON number, or a
+        string that does not parse as the parameter's type.
+        """
+        group = self.obj(value, path)
+        for key, item in group.items():
+            where = f"{path}.{brief(key)}"
+            self.text(item, where, max_len=1 << 16)
+            kind = _PARAM_TYPES.get(key)
+            if kind is int:
+                self.count(item, where, lo=-_INT32_MAX, text=True)
+            elif kind is float and not _is_float(item):
+                raise self.fail(where, f"is {brief(item)}, not a number")
+            elif kind == "floats" and not all(_is_float(v) for v in item.strip().strip("[]").split(",")):
+                raise self.fail(where, f"is {brief(item)}, not a number or a list of numbers")
+        return group
 
     def field(self, parent: Mapping[str, Any], key: str, path: str) -> Any:
         if key not in parent:
@@ -146,13 +181,12 @@ class _Checker:
             version = self.array(doc["version"], "version", "int", length=3)
             self.within(version, "version", 0, 10_000)
         learner = self.obj(self.field(doc, "learner", "the document"), "learner")
-        mparam = self.obj(self.field(learner, "learner_model_param", "learner"), "learner.learner_model_param")
+        mparam = self.params(self.field(learner, "learner_model_param", "learner"), "learner.learner_model_param")
         objective = self.obj(self.field(learner, "objective", "learner"), "learner.objective")
         self.text(self.field(objective, "name", "learner.objective"), "learner.objective.name", max_len=100)
         for group, params in objective.items():  # e.g. {"quantile_loss_param": {"quantile_alpha": "[1E-1,9E-1]"}}
             if group != "name":
-                for key, value in self.obj(params, f"learner.objective.{brief(group)}").items():
-                    self.text(value, f"learner.objective.{brief(group)}.{brief(key)}", max_len=1 << 16)
+                self.params(params, f"learner.objective.{brief(group)}")
         attributes = self.obj(self.field(learner, "attributes", "learner"), "learner.attributes")
         for key, value in attributes.items():
             self.text(value, f"learner.attributes.{brief(key)}", max_len=1 << 20)
@@ -173,6 +207,8 @@ class _Checker:
             return
         if booster == "dart":
             inner = self.obj(self.field(gb, "gbtree", "learner.gradient_booster"), "learner.gradient_booster.gbtree")
+            if inner.get("name", "gbtree") != "gbtree":
+                raise self.fail("learner.gradient_booster.gbtree.name", f"is {brief(inner.get('name'))}, not 'gbtree'")
             path = "learner.gradient_booster.gbtree.model"
             model = self.obj(self.field(inner, "model", "learner.gradient_booster.gbtree"), path)
         else:
@@ -241,7 +277,7 @@ class _Checker:
         if not isinstance(trees, list):
             raise self.fail(f"{path}.trees", f"is {brief(trees)}, not a list of trees")
         n_trees = len(trees)
-        mp = self.obj(self.field(model, "gbtree_model_param", path), f"{path}.gbtree_model_param")
+        mp = self.params(self.field(model, "gbtree_model_param", path), f"{path}.gbtree_model_param")
         self.count(self.field(mp, "num_trees", f"{path}.gbtree_model_param"), f"{path}.gbtree_model_param.num_trees",
                    lo=n_trees, hi=n_trees, text=True)  # fmt: skip
         if "num_parallel_tree" in mp:
@@ -266,7 +302,7 @@ class _Checker:
     def cats(self, value: Any, path: str) -> None:
         """The training categories (xgboost >= 3.1, ``CatContainer::Save``): per feature, numbers or UTF-8 text."""
         cats = self.obj(value, path)
-        enc = cats.get("enc", [])
+        enc = self.field(cats, "enc", path)
         if not isinstance(enc, list):
             raise self.fail(f"{path}.enc", f"is {brief(enc)}, not a list")
         for i, column in enumerate(enc):
@@ -284,15 +320,14 @@ class _Checker:
                 if not (kinds <= {int, float} or (isinstance(values, np.ndarray) and values.dtype.kind in "iuf")):
                     raise self.fail(f"{path}.enc[{i}].values", f"is {brief(values)}, not a list of numbers")
         for key in ("feature_segments", "sorted_idx"):
-            if key in cats:
-                self.within(self.array(cats[key], f"{path}.{key}", "int"), f"{path}.{key}", 0, _INT32_MAX)
+            self.within(self.array(self.field(cats, key, path), f"{path}.{key}", "int"), f"{path}.{key}", 0, _INT32_MAX)
 
     def tree(self, raw: Any, path: str, index: int, n_features: int) -> tuple[int, int]:
         """One tree; returns (1 + the highest feature it splits on, values per leaf)."""
         t = self.obj(raw, path)
         self.count(self.field(t, "id", path), f"{path}.id", lo=index, hi=index)  # xgboost places trees by id
         pp = f"{path}.tree_param"
-        tp = self.obj(self.field(t, "tree_param", path), pp)
+        tp = self.params(self.field(t, "tree_param", path), pp)
         n = self.count(self.field(tp, "num_nodes", pp), f"{pp}.num_nodes", lo=1, text=True)
         self.count(self.field(tp, "num_feature", pp), f"{pp}.num_feature", text=True)
         leaf_values = max(1, self.count(self.field(tp, "size_leaf_vector", pp), f"{pp}.size_leaf_vector", text=True))
@@ -304,7 +339,9 @@ class _Checker:
         left, right, split = a["left_children"], a["right_children"], a["split_indices"]
         inner = left >= 0
         self.within(left, f"{path}.left_children", -1, n - 1)
-        self.within(a["parents"], f"{path}.parents", -1, _INT32_MAX)
+        parents = a["parents"]
+        if parents[0] not in (-1, _INT32_MAX):  # older xgboost writes the root's parent as 2**31 - 1
+            raise self.fail(f"{path}.parents[0]", f"is {int(parents[0])}, but node 0 is the root")
         self.within(a["default_left"], f"{path}.default_left", 0, 1)
         self.within(split, f"{path}.split_indices", 0, _INT32_MAX)
         # every inner node's children are other nodes, each the child of one node only: the
@@ -313,6 +350,10 @@ class _Checker:
         if children.size and (children.min() < 1 or children.max() >= n or len(np.unique(children)) != children.size):
             raise self.fail(f"{path}.left_children", "and right_children do not form a tree (a child out of range, "
                             "the root, or a node with two parents)")  # fmt: skip
+        owners = np.concatenate([np.flatnonzero(inner)] * 2)
+        if np.any(parents[children] != owners):  # xgboost walks these up from the leaves
+            i = int(children[np.flatnonzero(parents[children] != owners)[0]])
+            raise self.fail(f"{path}.parents[{i}]", f"is {int(parents[i])}, but node {i} is a child of another node")
         if not np.all(np.isfinite(a["split_conditions"])):
             i = int(np.flatnonzero(~np.isfinite(a["split_conditions"]))[0])
             raise self.fail(f"{path}.split_conditions[{i}]", f"is {a['split_conditions'][i]}, not a finite number")
