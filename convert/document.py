@@ -53,6 +53,11 @@ _PARAM_TYPES: dict[str, Any] = {
 }  # fmt: skip
 
 
+def _name(key: Any) -> str:
+    """A key for a dotted path: as it is when it is a short name, else described."""
+    return key if isinstance(key, str) and len(key) <= 64 and key.isidentifier() else brief(key)
+
+
 def _is_float(text: str) -> bool:
     try:
         float(text)
@@ -104,7 +109,9 @@ class _Checker:
         """
         group = self.obj(value, path)
         for key, item in group.items():
-            where = f"{path}.{brief(key)}"
+            where = f"{path}.{_name(key)}"
+            if not isinstance(item, str):
+                raise self.fail(where, f"is {brief(item)}, not a string (xgboost writes its parameters as strings)")
             self.text(item, where, max_len=1 << 16)
             kind = _PARAM_TYPES.get(key)
             if kind is int:
@@ -186,10 +193,10 @@ class _Checker:
         self.text(self.field(objective, "name", "learner.objective"), "learner.objective.name", max_len=100)
         for group, params in objective.items():  # e.g. {"quantile_loss_param": {"quantile_alpha": "[1E-1,9E-1]"}}
             if group != "name":
-                self.params(params, f"learner.objective.{brief(group)}")
+                self.params(params, f"learner.objective.{_name(group)}")
         attributes = self.obj(self.field(learner, "attributes", "learner"), "learner.attributes")
         for key, value in attributes.items():
-            self.text(value, f"learner.attributes.{brief(key)}", max_len=1 << 20)
+            self.text(value, f"learner.attributes.{_name(key)}", max_len=1 << 20)
         p = "learner.learner_model_param"
         n_features = self.count(self.field(mparam, "num_feature", p), f"{p}.num_feature", text=True)
         n_class = self.count(self.field(mparam, "num_class", p), f"{p}.num_class", text=True)

@@ -389,7 +389,7 @@ def family_files(docs: dict[str, dict]) -> dict[str, dict[str, tuple[bytes, str]
         ),
         "parameter_as_a_number.json": (
             _mutated(binary, lambda d: _tree(d)["tree_param"].update(num_nodes=3)),
-            f"{t}.tree_param.num_nodes is 3, not an integer string",
+            f"{t}.tree_param.num_nodes is 3, not a string",
         ),
         "base_score_of_two_values.json": (
             _mutated(binary, lambda d: d["learner"]["learner_model_param"].update(base_score="[0.5,0.2]")),
