@@ -44,8 +44,9 @@ class Limits:
     makes at most one object), and the object graph, counted as a tree (a shared reference
     counts every time it is reached), may not exceed that number either; calls of allowed
     constructors and array reads may materialize at most ``bytes_floor + bytes_per_payload
-    * payload`` bytes; an object array may hold object arrays at most ``array_nesting``
-    deep (numpy frees nested arrays by C recursion).
+    * payload`` bytes; containers nest at most ``max_depth`` deep (Python's own recursion
+    limit, which consumers of the object hit), and an object array may hold object arrays
+    at most ``array_nesting`` deep (numpy frees nested arrays by C recursion).
 
     UBJSON documents: at most ``values_floor + size / bytes_per_value`` untyped values
     (xgboost writes per-node data as typed arrays, so a real model has a few dozen
@@ -60,6 +61,7 @@ class Limits:
     bytes_floor: int = 64 * MiB
     bytes_per_payload: int = 2
     array_nesting: int = 32
+    max_depth: int = 1000
     values_floor: int = 1_000_000
     bytes_per_value: int = 8
 

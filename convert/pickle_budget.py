@@ -60,32 +60,42 @@ class Budget:
             raise refuse(f"materializes more than {self.max_bytes} bytes through {what}, the budget for this file")
 
     def expanded(self, root: Any, what: str, *, instances: bool) -> None:
-        """Refuse ``root`` if a walk that does not remember shared objects would exceed the budget.
+        """Refuse ``root`` if a walk of it would exceed the budget, or nest deeper than the limit.
 
         Such walks are what consumers do (repr, ``numpy.asarray`` of a nested list, hashing,
-        JSON): a graph of k lists each holding the next one twice costs them 2**k. Here each
-        container's expanded size is computed once, so this check is linear.
+        JSON, scikit-learn's recursive helpers): a graph of k lists each holding the next one
+        twice costs them 2**k, and a chain nested a million deep overflows them. Each
+        container's expanded size (shared references counted each time they are reached)
+        and height are computed once, so this check is linear.
         """
-        limit = self.max_ops
-        size: dict[int, int] = {}  # container id -> expanded size; 0 while on the walk's path
+        limit, deepest = self.max_ops, self.limits.max_depth
+        seen: dict[int, tuple[int, int]] = {}  # container id -> (expanded size, height); (0, 0) while on the path
         todo: list[tuple[Any, Any]] = [(root, None)]  # (object, its children once they are pushed)
         while todo:
             obj, kids = todo.pop()
             if kids is not None:
-                n = 1 + sum(1 if type(c) in _LEAF_TYPES else size.get(id(c)) or 1 for c in kids)
+                n, h = 1, 0
+                for c in kids:
+                    if type(c) in _LEAF_TYPES:
+                        n += 1
+                    else:
+                        cn, ch = seen.get(id(c), (1, 0))
+                        n, h = n + (cn or 1), max(h, ch)
                 if n > limit:
                     raise refuse(
                         f"builds {what} that expands to more than {limit} objects when walked (shared references "
                         "counted each time they are reached), the budget for this file"
                     )
-                size[id(obj)] = n
+                if h + 1 > deepest:
+                    raise refuse(f"builds {what} nested more than {deepest} deep, deeper than any model")
+                seen[id(obj)] = (n, h + 1)
                 continue
-            if type(obj) in _LEAF_TYPES or id(obj) in size:
+            if type(obj) in _LEAF_TYPES or id(obj) in seen:
                 continue
             kids = _children(obj, instances)
-            size[id(obj)] = 0
+            seen[id(obj)] = (0, 0)
             todo.append((obj, kids))
-            todo.extend((c, None) for c in kids if type(c) not in _LEAF_TYPES and id(c) not in size)
+            todo.extend((c, None) for c in kids if type(c) not in _LEAF_TYPES and id(c) not in seen)
 
 
 def _children(obj: Any, instances: bool) -> Any:

@@ -216,8 +216,8 @@ def family_files(docs: dict[str, dict]) -> dict[str, dict[str, tuple[bytes, str]
         "object_arrays_40_deep.pkl": (_object_array_levels(40), "nests object arrays more than 32 deep"),
         "object_arrays_million_deep.zlib.pkl": (zlib.compress(_object_array_levels(N), 9), "refused before"),
         "object_array_longer_than_its_list.pkl": (short_list, "sets 5 object array items from <list of 2 items>"),
-        "deep_lists.zlib.pkl": (zlib.compress(deep_lists, 9), "holds a builtins.list, not an XGBoost model"),
-        "deep_stand_ins.zlib.pkl": (zlib.compress(deep_stand_ins + b".", 9), "holds an empty Booster"),
+        "deep_lists.zlib.pkl": (zlib.compress(deep_lists, 9), "nested more than 1000 deep"),
+        "deep_stand_ins.zlib.pkl": (zlib.compress(deep_stand_ins + b".", 9), "nested more than 1000 deep"),
     }
 
     encode = g("_codecs", "encode") + put(0) + b"0"
