@@ -37,16 +37,18 @@ class Limits:
     """Bounds on what one model file may make the converter allocate or compute.
 
     Decompression: a compressed pickle may expand to ``expand_ratio`` times its size, at
-    least ``expand_floor`` bytes and never more than ``max_payload`` bytes. Real models
-    compress 3-10x (float arrays); 200x is already a stream of nearly constant bytes.
+    least ``expand_floor`` bytes and never more than ``max_payload`` bytes. The Market7 and
+    fixture pickles compress about 4x with zlib (their float arrays do not compress well);
+    200x is a stream of nearly constant bytes.
 
     Unpickling: at most ``ops_floor + ops_per_byte * file size`` pickle operations (each
     makes at most one object), and the object graph, counted as a tree (a shared reference
     counts every time it is reached), may not exceed that number either; calls of allowed
     constructors and array reads may materialize at most ``bytes_floor + bytes_per_payload
-    * payload`` bytes; containers nest at most ``max_depth`` deep (Python's own recursion
-    limit, which consumers of the object hit), and an object array may hold object arrays
-    at most ``array_nesting`` deep (numpy frees nested arrays by C recursion).
+    * payload`` bytes (the payload: the pickle's size, or a compressed file's cap);
+    containers nest at most ``max_depth`` deep (Python's own recursion limit, which
+    consumers of the object hit), and an object array may hold object arrays at most
+    ``array_nesting`` deep (numpy frees nested arrays by C recursion).
 
     UBJSON documents: at most ``values_floor + size / bytes_per_value`` untyped values
     (xgboost writes per-node data as typed arrays, so a real model has a few dozen

@@ -63,14 +63,14 @@ def _is_json(data: bytes) -> bool:
     return data[:1] == b"{" and data[1:2] in (b'"', b" ", b"\n", b"\r", b"\t", b"}")
 
 
-def _decode_document(data: bytes | bytearray, what: str) -> document.Document:
+def _decode_document(data: bytes | bytearray, what: str, limits: Limits) -> document.Document:
     """JSON or UBJSON bytes -> the checked model document (unwrapping a pickle snapshot's "Model")."""
     try:
         if _is_json(data):
             doc = json.loads(data)
         elif data[:1] == b"{":
             try:
-                doc = ubjson.loads(data)
+                doc = ubjson.loads(data, max_values=limits.max_values(len(data)))
             except SourceError as exc:
                 raise SourceError(f"{what}: {exc}") from None
         elif data[:4] == b"binf" or data[:1] == b"\x00":
@@ -134,14 +134,14 @@ def _missing(state: Mapping[str, Any], what: str) -> float:
     return float(value)
 
 
-def _from_booster(booster: Pickled, what: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _from_booster(booster: Pickled, what: str, limits: Limits) -> tuple[dict[str, Any], dict[str, Any]]:
     state = booster.state if isinstance(booster.state, dict) else {}
     handle = state.get("handle")
     if handle is None:
         raise SourceError(f"{what} holds an empty Booster (was the model fitted?)")
     if not isinstance(handle, (bytes, bytearray)):  # bytes(10**10) would allocate 10 GB
         raise SourceError(f"{what} holds a Booster whose model is a {type(handle).__name__}, not its bytes")
-    return _decode_document(handle, f"the booster inside {what}"), state
+    return _decode_document(handle, f"the booster inside {what}", limits), state
 
 
 def _pipeline_steps(obj: Any, what: str) -> list[tuple[str, Any]]:
@@ -164,7 +164,7 @@ def _input_width(preprocessor: Any, names: tuple[str, ...] | None, doc: Mapping[
         raise SourceError(f"{what}: the Pipeline names {len(names)} features but its n_features_in_ is {n}")
 
 
-def _source_from_object(obj: Any, base: dict[str, Any], what: str) -> Source:
+def _source_from_object(obj: Any, base: dict[str, Any], what: str, limits: Limits) -> Source:
     preprocessor = None
     outer_names: tuple[str, ...] | None = None
     model_class = _qualname(obj)
@@ -188,7 +188,7 @@ def _source_from_object(obj: Any, base: dict[str, Any], what: str) -> Source:
         raise SourceError(f"{what} holds a {_qualname(obj)}, not an XGBoost model")
     short = obj.qualname.rsplit(".", 1)[-1]
     if short == "Booster":
-        doc, _ = _from_booster(obj, what)
+        doc, _ = _from_booster(obj, what, limits)
         names = _names(doc["learner"].get("feature_names"), "learner.feature_names", what)
         return Source(**base, model_class=model_class, estimator="booster", document=doc, feature_names=names)
     if short not in _CLASSIFIERS | _REGRESSORS:
@@ -198,7 +198,7 @@ def _source_from_object(obj: Any, base: dict[str, Any], what: str) -> Source:
     state = obj.state if isinstance(obj.state, dict) else {}
     if not isinstance(state.get("_Booster"), Pickled):
         raise SourceError(f"{what} holds an unfitted {short} (no booster inside)")
-    doc, booster_state = _from_booster(state["_Booster"], what)
+    doc, booster_state = _from_booster(state["_Booster"], what, limits)
     inner_names = _names(doc["learner"].get("feature_names"), "learner.feature_names", what) or _names(
         state.get("feature_names_in_"), f"the {short}'s feature_names_in_", what
     )
@@ -230,6 +230,7 @@ def load_source(
     ``limits`` bounds what reading the file may cost (default: :meth:`Limits.from_env`).
     """
     path = Path(path)
+    limits = limits or Limits.from_env()
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -239,7 +240,7 @@ def load_source(
     what = path.name
     base: dict[str, Any] = {"path": path, "sha256": sha256_bytes(data)}
     if data[:1] == b"{" or data[:4] == b"binf":
-        doc = _decode_document(data, what)
+        doc = _decode_document(data, what, limits)
         fmt = "json" if _is_json(data) else "ubj"
         wrapper = _estimator_type(doc, what)
         source = Source(
@@ -255,7 +256,8 @@ def load_source(
         )
     else:
         obj, seen = safe_pickle.load(data, trust=trust_pickle, what=what, limits=limits)
-        source = _source_from_object(obj, {**base, "format": "pickle", "pickle_globals": frozenset(seen)}, what)
+        base = {**base, "format": "pickle", "pickle_globals": frozenset(seen)}
+        source = _source_from_object(obj, base, what, limits)
     if missing is not None:
         source = replace(source, missing=float(missing))
     return source
