@@ -287,11 +287,11 @@ def _never(qualname: str) -> Check:
     return check
 
 
-def _only(qualname: str, *kinds: tuple[type, ...], kw: frozenset[str] = frozenset()) -> Check:
-    """Positional argument ``i`` must be an instance of ``kinds[i]`` (keywords by name only)."""
+def _only(qualname: str, *kinds: tuple[type, ...]) -> Check:
+    """Positional argument ``i`` must be an instance of ``kinds[i]``; no keywords."""
 
     def check(args: tuple, kwargs: dict) -> None:
-        if len(args) > len(kinds) or set(kwargs) - kw:
+        if len(args) > len(kinds) or kwargs:
             raise refuse(f"calls {qualname} with {len(args)} arguments and keywords {brief(list(kwargs))}")
         for value, allowed in zip(args, kinds, strict=False):
             if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
@@ -321,7 +321,7 @@ def _encode(args: tuple, kwargs: dict) -> None:
 
 
 def _bitgen_name(value: Any) -> bool:
-    return (isinstance(value, str) and len(value) <= 32) or value in _BITGEN_CLASSES
+    return (isinstance(value, str) and len(value) <= 32) or any(value is c for c in _BITGEN_CLASSES)
 
 
 def _random_ctor(qualname: str) -> Check:
@@ -351,6 +351,7 @@ def _bit_generator_ctor(args: tuple, kwargs: dict) -> None:
 _MULTIARRAY = {"_reconstruct": _reconstruct, "scalar": _scalar}
 _NUMERIC = {"_frombuffer": _frombuffer}
 _RANDOM = "numpy.random._pickle"
+_VALUES_ONLY = ("bool_", "float32", "float64", "int32", "int64", "str_")
 
 #: qualname -> (the object a pickle gets for it, the check run before the pickle calls it)
 ALLOWED: dict[str, tuple[Any, Check]] = {
@@ -371,8 +372,7 @@ ALLOWED: dict[str, tuple[Any, Check]] = {
     "_codecs.encode": (_codecs.encode, _encode),
     # named as values (a dtype parameter, an isinstance target); numpy pickles its scalars through
     # multiarray.scalar, so a call such as numpy.str_(x) is never needed (and formats x whole)
-    **{f"numpy.{n}": (getattr(np, n), _never(f"numpy.{n}")) for n in ("bool_", "float32", "float64", "int32", "int64")},
-    "numpy.str_": (np.str_, _never("numpy.str_")),
+    **{f"numpy.{n}": (getattr(np, n), _never(f"numpy.{n}")) for n in _VALUES_ONLY},
     f"{_RANDOM}.__randomstate_ctor": (_np_random_pickle.__randomstate_ctor, _random_ctor("__randomstate_ctor")),
     f"{_RANDOM}.__generator_ctor": (_np_random_pickle.__generator_ctor, _random_ctor("__generator_ctor")),
     f"{_RANDOM}.__bit_generator_ctor": (_np_random_pickle.__bit_generator_ctor, _bit_generator_ctor),
