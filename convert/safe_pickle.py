@@ -296,11 +296,22 @@ class SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler lets us hoo
         super().load_frozenset()
 
     def load_bytearray8(self) -> None:
-        """BYTEARRAY8 allocates its length before reading: refuse one longer than what is left."""
+        """BYTEARRAY8 allocates its length before reading: refuse one longer than what is left.
+
+        Outside a frame (where a large one, such as a booster's model bytes, always is) the
+        bytes are read straight into the bytearray: the standard path reads them into a
+        bytes object first and copies that, holding the largest item twice.
+        """
         (n,) = pickle.unpack("<Q", self.read(8))  # type: ignore[attr-defined]
-        self.raw_file.check(n, "a bytearray", extra=_unread(self._unframer.current_frame))
+        left_in_frame = _unread(self._unframer.current_frame)
+        self.raw_file.check(n, "a bytearray", extra=left_in_frame)
         b = bytearray(n)
-        self.readinto(b)
+        if left_in_frame:
+            self.readinto(b)
+        else:
+            self._unframer.current_frame = None
+            if self.raw_file.readinto(b) != n:
+                raise pickle.UnpicklingError("pickle exhausted inside a bytearray")
         self.append(b)
 
 
