@@ -13,10 +13,11 @@ from m7_runtime.manifest import contract as artifact_contract
 from m7_runtime.policy import InputPolicy
 
 from . import graph
+from .booster_json import from_booster_json
 from .emit_tensor import emit_tensor, tensor_facts
 from .emit_tree import emit_tree
 from .errors import ConvertError, ParityError, UnsupportedModelError
-from .ir import Forest, from_booster_json
+from .ir import Forest
 from .load import Source, load_source
 from .spec import ModelSpec, spec_for
 from .verify import FlavorReport, probes, verify_graph
@@ -40,14 +41,18 @@ class Conversion:
 
 
 def task_of(source: Source, forest: Forest) -> str:
-    """What the caller reads from the model (DESIGN.md, "Output semantics")."""
-    if forest.n_groups > 1:
+    """What the caller reads from the model (DESIGN.md, "Output semantics").
+
+    Several outputs are class probabilities (multiclass), one probability per label
+    (multilabel: a classifier trained on several binary targets), or several regression
+    targets (several quantiles, multi-target regression).
+    """
+    if forest.objective.task == "multiclass":
         return "multiclass"
-    if source.estimator == "classifier":
-        return "binary"
-    if source.estimator == "regressor":
-        return "regression"
-    return forest.objective.task
+    binary = source.estimator == "classifier" or (source.estimator != "regressor" and forest.objective.task == "binary")
+    if forest.n_outputs > 1:
+        return "multilabel" if binary else "regression"
+    return "binary" if binary else "regression"
 
 
 def build_forest(source: Source, spec: ModelSpec | None) -> tuple[Forest, tuple[str, ...]]:

@@ -55,7 +55,7 @@ def prepend_preprocessor(preprocessor: Any, trees: onnx.ModelProto, *, n_feature
 
 def input_space_probes(source: Source, n: int, seed: int) -> Probes:
     """Rows for the pipeline's input: the booster's rows mapped back when the steps invert."""
-    from .ir import from_booster_json
+    from .booster_json import from_booster_json
 
     forest = from_booster_json(source.document, missing=source.missing, iteration_range=source.iteration_range)
     rows = random_rows(forest, n, seed=seed)

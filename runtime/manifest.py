@@ -27,7 +27,7 @@ except ImportError:
 SCHEMA_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
 FLAVOR_SUFFIX = {"tree": ".onnx", "tensor": ".tensor.onnx"}
-TASKS = ("binary", "multiclass", "regression")
+TASKS = ("binary", "multiclass", "multilabel", "regression")
 #: ONNX metadata_props key under which the converter stores the artifact's contract
 CONTRACT_KEY = "m7.contract"
 
