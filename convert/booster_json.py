@@ -73,6 +73,8 @@ def _targets(learner: dict, obj: Objective, n_groups: int) -> tuple[str, ...] | 
         return None
     if obj.link == "softmax":
         return tuple(f"class_{g}" for g in range(n_groups))
+    if obj.task == "binary":  # a multi-label classifier: P(label g) each
+        return tuple(f"label_{g}" for g in range(n_groups))
     quantiles = _quantile_names(learner["objective"])
     if quantiles is not None and len(quantiles) == n_groups:
         return tuple(quantiles)
