@@ -1,7 +1,8 @@
 """Emit a ``gblinear`` booster: weights + bias per output group, then the link, in standard ONNX.
 
-There is no tree to walk, so both flavors are this one graph (standard opset 17 only: it
-runs on onnxruntime's CUDA provider and on 1.17). It reproduces ``GBLinear::Pred``
+There is no tree to walk, so both flavors are this one graph of standard opset 17
+operators (it runs on onnxruntime's CUDA provider and on 1.17; the tree-flavor file also
+imports ai.onnx.ml 3, unused, like every tree-flavor file). It reproduces ``GBLinear::Pred``
 (``src/gbm/gblinear.cc``) operation for operation, so the margins are bit-identical to
 xgboost's: each group starts at ``bias[g] + base_score`` (in float32; xgboost uses the
 first intercept for every group), then adds ``x[f] * w[f, g]`` (a float32 product) feature
@@ -23,7 +24,8 @@ from .ir import Forest
 STRATEGY = "linear"
 
 
-def emit_linear(forest: Forest) -> onnx.ModelProto:
+def emit_linear(forest: Forest, *, ml: bool = False) -> onnx.ModelProto:
+    """The linear model's graph; ``ml``: also import ai.onnx.ml (unused), as every tree-flavor file does."""
     linear = forest.linear
     if linear is None:
         raise ValueError("emit_linear needs a gblinear forest")
@@ -56,12 +58,11 @@ def emit_linear(forest: Forest) -> onnx.ModelProto:
         acc = f"margin_{f}"
     nodes.append(helper.make_node("Squeeze", [acc, "axis1"], ["margin"]))  # [N, G]
     link_nodes, link_inits = graph.link(forest.objective.link, "margin", graph.OUTPUT, forest.n_outputs)
-    m = graph.model(
+    return graph.model(
         nodes + link_nodes,
         inits + link_inits,
         n_features=forest.n_features,
         n_outputs=forest.n_outputs,
         graph_name="xgboost_gblinear",
-        ml=False,
+        ml=ml,
     )
-    return m

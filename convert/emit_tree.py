@@ -70,7 +70,7 @@ def tree_arrays(forest: Forest) -> dict[str, np.ndarray]:
 
 def emit_tree(forest: Forest) -> onnx.ModelProto:
     if forest.linear is not None:  # no trees: the linear graph serves both flavors
-        return emit_linear(forest)
+        return emit_linear(forest, ml=True)
     pre_nodes, pre_inits = graph.missing_to_nan(graph.INPUT, forest.missing, "x")
     cats = membership(forest, "x")
     numeric = cats.forest

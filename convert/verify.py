@@ -226,10 +226,8 @@ def xgboost_predict(source: Source, X: np.ndarray, *, transformed: bool = False)
     """
     if source.preprocessor is not None and not transformed:
         X = source.preprocessor.transform(_input_frame(source.preprocessor, X))
-    if hasattr(X, "tocsr"):  # a sparse output: xgboost reads an unstored entry as missing
-        X = X.tocsr().astype(np.float32)
-    else:
-        X = np.ascontiguousarray(X, dtype=np.float32)
+    sparse = hasattr(X, "tocsr")  # a sparse output: xgboost reads an unstored entry as missing
+    X = X.tocsr().astype(np.float32) if sparse else np.ascontiguousarray(X, dtype=np.float32)
     bst = booster(source)
     rounds = source.iteration_range or (0, 0)
     if source.document["learner"]["gradient_booster"].get("name") == "gblinear":

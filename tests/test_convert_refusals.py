@@ -13,8 +13,8 @@ import xgboost as xgb
 
 from m7_convert import ParityError, SourceError, UnsupportedModelError, convert, load_source
 from m7_convert import driver as driver_module
-from m7_convert.emit_tree import emit_tree
 from m7_convert.booster_json import _base_scores, from_booster_json
+from m7_convert.emit_tree import emit_tree
 from zoo import data, y_binary, y_reg
 
 
