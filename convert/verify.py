@@ -110,11 +110,16 @@ def random_rows(forest: Forest, n: int, *, seed: int = 0) -> np.ndarray:
             frac = rng.random(n) < 0.2
             col[frac] += rng.random(frac.sum())
             cols.append(col)
-        elif len(th) == 0:
+        elif not np.isfinite(th).any():  # no split, or only at ±inf
             scale = 10.0 ** rng.integers(-2, 3, n) if forest.linear is not None else 1.0
-            cols.append(rng.normal(0, 1, n) * scale)
+            col = rng.normal(0, 1, n) * scale
+            on = rng.random(n) < 0.2
+            if len(th):
+                col[on] = rng.choice(th, on.sum())
+            cols.append(col)
         else:
-            lo, hi = float(th[0]), float(th[-1])
+            finite = th[np.isfinite(th)]
+            lo, hi = float(finite[0]), float(finite[-1])
             pad = 0.25 * (hi - lo) + 1e-3 * max(1.0, abs(lo), abs(hi))
             col = rng.uniform(lo - pad, hi + pad, n)
             on = rng.random(n) < 0.2

@@ -87,7 +87,8 @@ def _sk(
         if "missing" in params:  # half the missing cells carry the sentinel instead of NaN
             X[np.isnan(X) & (np.random.default_rng(5).random(X.shape) < 0.5)] = params["missing"]
         params.setdefault("n_estimators", 12)
-        params.setdefault("max_depth", 3)
+        if params.get("booster") != "gblinear":
+            params.setdefault("max_depth", 3)
         m = cls(**params, random_state=0, n_jobs=1)
         m.fit(X, y(X), **(fit or {}))
         path = tmp / ("model." + SUFFIX[fmt])
