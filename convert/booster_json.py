@@ -9,6 +9,7 @@ snapshot inside a pickle). Field meanings follow xgboost's own loaders:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import replace
@@ -79,6 +80,28 @@ def _targets(learner: dict, obj: Objective, n_groups: int) -> tuple[str, ...] | 
     if quantiles is not None and len(quantiles) == n_groups:
         return tuple(quantiles)
     return tuple(f"target_{g}" for g in range(n_groups))
+
+
+def _category_values(model: dict, names: Sequence[str]) -> dict[str, tuple[str | float, ...]]:
+    """The training categories xgboost >= 3.1 stores (``CatContainer::Save``, ``src/data/cat_container.cc``).
+
+    Per feature: text categories as UTF-8 bytes cut at ``offsets``, or numbers; a code is
+    the position in this list (what ``DataFrame[col].cat.codes`` gives for these categories).
+    """
+    enc = model.get("cats", {}).get("enc", [])
+    out: dict[str, tuple[str | float, ...]] = {}
+    for name, column in zip(names, enc, strict=False):
+        if "offsets" in column:
+            offsets = [int(o) for o in column["offsets"]]
+            raw = bytes(int(v) & 0xFF for v in column["values"])
+            labels: tuple[str | float, ...] = tuple(
+                raw[a:b].decode("utf-8", errors="replace") for a, b in itertools.pairwise(offsets)
+            )
+        else:
+            labels = tuple(v if isinstance(v, int) else float(v) for v in column.get("values", []))
+        if labels:
+            out[str(name)] = labels
+    return out
 
 
 def _categories(raw: dict, n_nodes: int, index: int) -> tuple[np.ndarray, ...]:
@@ -221,4 +244,7 @@ def from_booster_json(
         rounds_used=(begin, end),
         num_parallel_tree=int(model["gbtree_model_param"].get("num_parallel_tree", 1)),
     )
-    return Forest(trees=trees, base_margin=_to_margin(scores, obj), provenance=facts, **common).validate()
+    cats = _category_values(model, common["feature_names"])
+    return Forest(
+        trees=trees, base_margin=_to_margin(scores, obj), provenance=facts, category_values=cats, **common
+    ).validate()

@@ -163,6 +163,8 @@ class Forest:
     missing: float = math.nan  # the value xgboost treats as missing besides NaN
     booster: str = "gbtree"
     targets: tuple[str, ...] | None = None  # names of the outputs when there are several
+    #: per categorical feature trained on pandas categories (xgboost >= 3.1 stores them): its categories, code order
+    category_values: dict[str, tuple[str | float, ...]] = field(default_factory=dict)
     linear: Linear | None = None  # the gblinear model (then ``trees`` is empty)
     provenance: Provenance = field(default_factory=Provenance)
 
