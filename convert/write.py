@@ -99,6 +99,7 @@ def build_manifest(
         },
         "input": {"name": graph.INPUT, "dtype": "float32", "shape": ["N", len(features)]},
         "features": list(features),
+        **({"categories": {k: list(v) for k, v in forest.category_values.items()}} if forest.category_values else {}),
         "missing_value": "NaN" if missing is None else missing,
         "flavors": {
             flavor: {
