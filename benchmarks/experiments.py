@@ -91,10 +91,10 @@ def identical(a: np.ndarray, b: np.ndarray) -> float:
 def forest_of(name: str) -> Any:
     from m7_convert.driver import build_forest
     from m7_convert.load import load_source
-    from m7_convert.spec import spec_for
+    from m7_convert.spec import resolve
 
     path = common.MODELS / f"{name}.pkl"
-    forest, _ = build_forest(load_source(path), spec_for(path, None))
+    forest, _ = build_forest(load_source(path), resolve(path)[0])
     return forest
 
 

@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from .artifact import MANIFEST_SUFFIX, Manifest
 from .errors import M7Error
-from .manifest import MANIFEST_SUFFIX, Manifest
 from .model import Model, load
 
 log = logging.getLogger("m7_runtime.batch")

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from . import batch
+from .artifact import Manifest
 from .batch import ScoringPlan, Source
 from .errors import M7Error
-from .manifest import Manifest
 from .model import Model, load
 
 log = logging.getLogger("m7_runtime.dask_engine")

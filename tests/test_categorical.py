@@ -63,13 +63,13 @@ def test_every_value_goes_where_xgboost_sends_it(converted):
     for flavor in ("tree", "tensor"):
         model = m7_runtime.load(result.paths[-1], provider="cpu", flavor=flavor)
         np.testing.assert_array_equal(model.predict(X), expected, err_msg=flavor)
-    assert result.manifest["parity"]["rows"]["edge"] >= 3 * len(CATEGORIES)
+    assert result.manifest.to_json()["parity"]["rows"]["edge"] >= 3 * len(CATEGORIES)
 
 
 def test_codes_from_the_readme_recipe_reproduce_the_dataframe_prediction(converted):
     """Values outside the categories (and None) become NaN: xgboost reads them from a DataFrame as missing."""
     m, result = converted
-    assert result.manifest["categories"] == {"regime": CATEGORIES}
+    assert result.manifest.to_json()["categories"] == {"regime": CATEGORIES}
     model = m7_runtime.load(result.paths[-1], provider="cpu")
     values = ["moon", "bear", "rekt", "sideways", None, "chop", "bull", "crab", "MOON"]
     rsi = np.linspace(20, 80, len(values))
@@ -78,7 +78,7 @@ def test_codes_from_the_readme_recipe_reproduce_the_dataframe_prediction(convert
     frame = pd.DataFrame({"rsi": rsi, "regime": pd.Categorical(declared, categories=["rekt", "moon", "chop"])})
     expected = m.predict(frame)
 
-    training_categories = result.manifest["categories"]["regime"]
+    training_categories = result.manifest.to_json()["categories"]["regime"]
     codes = pd.Index(training_categories).get_indexer(values).astype("float32")  # the README's recipe
     codes[codes == -1] = float("nan")
     # the frame declares three categories only: pandas made the others NaN, so they are missing in both
@@ -105,7 +105,7 @@ def test_native_json_with_feature_types_converts_the_same(tmp_path: Path):
     )
     bst.save_model(tmp_path / "m.json")
     result = convert(tmp_path / "m.json", out_dir=tmp_path / "out", n_random=300)
-    assert "categories" not in result.manifest
+    assert "categories" not in result.manifest.to_json()
     probe = np.array([[50.0, v] for v in VALUES], np.float32)
     for flavor in ("tree", "tensor"):
         model = m7_runtime.load(result.paths[-1], provider="cpu", flavor=flavor)

@@ -105,9 +105,9 @@ def test_several_targets_convert_with_named_outputs(tmp_path: Path):
     )
     joblib.dump(m, tmp_path / "q.pkl")
     result = convert(tmp_path / "q.pkl", out_dir=tmp_path / "out", n_random=200)
-    assert result.manifest["output"]["n_outputs"] == 2
-    assert result.manifest["output"]["targets"] == ["quantile_0.2", "quantile_0.8"]
-    assert result.manifest["task"] == "regression"
+    assert result.manifest.to_json()["output"]["n_outputs"] == 2
+    assert result.manifest.to_json()["output"]["targets"] == ["quantile_0.2", "quantile_0.8"]
+    assert result.manifest.to_json()["task"] == "regression"
 
 
 @pytest.mark.parametrize(
