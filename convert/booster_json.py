@@ -69,11 +69,9 @@ def _quantile_names(objective_doc: dict) -> list[str] | None:
 
 
 def _targets(learner: dict, obj: Objective, n_groups: int) -> tuple[str, ...] | None:
-    """Names of the outputs when there are several: classes, quantiles, or targets."""
-    if n_groups == 1 or obj.link == "argmax":
+    """Names of the outputs when there are several targets: quantiles, labels, or targets by position."""
+    if n_groups == 1 or obj.task == "multiclass":  # class probabilities are indexed by class (NAME_0, NAME_1...)
         return None
-    if obj.link == "softmax":
-        return tuple(f"class_{g}" for g in range(n_groups))
     if obj.task == "binary":  # a multi-label classifier: P(label g) each
         return tuple(f"label_{g}" for g in range(n_groups))
     quantiles = _quantile_names(learner["objective"])
