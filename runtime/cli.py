@@ -48,7 +48,7 @@ def _info(args: argparse.Namespace) -> int:
                 m.task,
                 str(len(m.features)),
                 "+".join(sorted(m.flavors)),
-                f"{src.n_trees}x{src.max_depth}",
+                "linear" if src.booster == "gblinear" else f"{src.n_trees}x{src.max_depth}",
                 src.objective,
                 src.xgboost_version,
                 _policy_text(m),
