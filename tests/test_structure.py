@@ -221,3 +221,27 @@ def test_any_trained_model_converts_exactly(s: Structure, workdir: Path):
     assert got.shape == expected.shape, (s, got.shape, expected.shape)
     targets = result.manifest.to_json()["output"].get("targets")
     assert (targets is None) == (got.ndim == 1) and (targets is None or len(targets) == got.shape[1])
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"objective": "multi:softmax", "num_class": 3, "base_score": 0.5},  # three equal margins: class 0
+        {"objective": "binary:hinge", "base_score": 0.0},  # margin exactly 0: class 0 (xgboost: margin > 0)
+    ],
+    ids=["softmax-tie", "hinge-at-zero"],
+)
+def test_ties_resolve_as_xgboost_resolves_them(params: dict, workdir: Path):
+    """``eta=0`` leaves every leaf at 0, so every row sits on the tie; both flavors must break it as xgboost does."""
+    X = np.random.default_rng(0).normal(size=(60, 3)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bst = xgb.train({**params, "eta": 0.0, "nthread": 1}, xgb.DMatrix(X, label=np.arange(60) % 2), 2)
+    path = workdir / f"tie_{params['objective'].replace(':', '_')}.json"
+    bst.save_model(path)
+    result = convert(path, out_dir=workdir / "ties", n_random=100)
+    expected = bst.inplace_predict(X)
+    assert np.all(expected == 0)
+    for flavor in ("tree", "tensor"):
+        model = m7_runtime.load(result.paths[-1], provider="cpu", flavor=flavor)
+        np.testing.assert_array_equal(model.predict(X), expected)
