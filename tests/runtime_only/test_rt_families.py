@@ -47,3 +47,11 @@ def test_both_flavors_match_the_source_model(case: str):
     row = dict(zip(one.feature_names, X[0].tolist(), strict=True))
     if one.policy.on_missing == "reject":  # predict_one on a complete row equals predict on it
         np.testing.assert_array_equal(np.asarray(one.predict_one(row), np.float32), outputs["tree"][0])
+
+
+def test_a_multilabel_classifier_gives_probabilities_per_label():
+    folder = FAMILIES / "multilabel"
+    model = m7_runtime.load(folder / "multilabel.manifest.json", provider="cpu")
+    X = np.load(folder / "reference.npz")["X"][:50]
+    assert model.task == "multilabel" and model.manifest.output.targets == ("label_0", "label_1", "label_2")
+    np.testing.assert_array_equal(model.predict_proba(X), model.predict(X))
