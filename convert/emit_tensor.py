@@ -332,17 +332,15 @@ def emit_tensor(forest: Forest, *, strategy: str | None = None) -> onnx.ModelPro
     if chosen not in STRATEGY_FUNCTIONS:
         known = "; ".join(f"{k}: {v}" for k, v in STRATEGIES.items())
         raise ConvertError(f"unknown tensor strategy {chosen!r}; known: {known}")
-    g = _Graph()
-    pre_nodes, pre_inits = graph.missing_to_nan(graph.INPUT, forest.missing, "x")
-    g.nodes.extend(pre_nodes)
-    g.inits.extend(pre_inits)
-    cats = membership(forest, "x")
-    g.nodes.extend(cats.nodes)
-    g.inits.extend(cats.initializers)
+    cats = membership(forest, "x")  # categorical splits -> numerical splits on membership columns
     numeric = cats.forest
     trees, per_group = slots(numeric)
     compact = [_compact(t, numeric.n_features) for t in trees]
     present_block = any(bool(np.any(c.column >= 2 * numeric.n_features)) for c in compact)
+    g = _Graph()
+    pre_nodes, pre_inits = graph.missing_to_nan(graph.INPUT, forest.missing, "x")
+    g.nodes.extend([*pre_nodes, *cats.nodes])
+    g.inits.extend(pre_inits + cats.initializers)
     columns = _column_blocks(g, cats.output, n_features=numeric.n_features, present_block=present_block)
     rows = g.op("Shape", ["x"], "rows", start=0, end=1)
     tree_values = STRATEGY_FUNCTIONS[chosen](g, columns, compact)
