@@ -74,12 +74,42 @@ def checked(doc: Any, *, what: str = "the model") -> Document:
     """``doc`` once every field the converter and xgboost read is well-formed; else a SourceError.
 
     Idempotent and free on a :class:`Document`, so callers that may receive either (the
-    IR builder) call it too without checking twice.
+    IR builder) call it too without checking twice. The one change it makes: vector-leaf
+    trees saved by xgboost 2.0-3.1 come back in 3.2's layout (:func:`_as_3_2`).
     """
     if isinstance(doc, Document):
         return doc
-    _Checker(what).document(doc)
-    return Document(doc)
+    checker = _Checker(what)
+    checker.document(doc)
+    return Document(_as_3_2(doc, checker.pre_3_2) if checker.pre_3_2 else doc)
+
+
+def _as_3_2(doc: Mapping[str, Any], indices: list[int]) -> dict[str, Any]:
+    """The document with its vector-leaf trees in xgboost 3.2's layout (the others shared, not copied).
+
+    xgboost 2.0-3.1 keep a leaf's values in its row of ``base_weights``; 3.2 moved them to
+    ``leaf_weights``, indexed by the leaf's right child, and the pinned xgboost 3.2 crashes
+    (a segmentation fault, measured) loading the older layout, which verification does. The
+    values are the same numbers, so this changes how the document is laid out, not what it
+    predicts (``tests/test_ir.py`` reads both layouts to the same forest).
+    """
+    out = dict(doc)
+    learner = out["learner"] = dict(doc["learner"])
+    gb = learner["gradient_booster"] = dict(learner["gradient_booster"])
+    holder = gb["gbtree"] = dict(gb["gbtree"]) if gb["name"] == "dart" else gb
+    model = holder["model"] = dict(holder["model"])
+    trees = model["trees"] = list(model["trees"])
+    for i in indices:
+        t = trees[i] = dict(trees[i])
+        k = int(t["tree_param"]["size_leaf_vector"])
+        left = np.asarray(t["left_children"])
+        leaves = np.flatnonzero(left < 0)
+        weights = np.asarray(t["base_weights"], dtype=np.float64).reshape(len(left), k)
+        t["leaf_weights"] = weights[leaves].ravel().tolist()
+        right = np.asarray(t["right_children"], dtype=np.int64).copy()
+        right[leaves] = np.arange(len(leaves))
+        t["right_children"] = right.tolist()
+    return out
 
 
 def count(value: Any, path: str, *, what: str = "the model", lo: int = 0, hi: int = _INT32_MAX) -> int:
@@ -90,6 +120,7 @@ def count(value: Any, path: str, *, what: str = "the model", lo: int = 0, hi: in
 class _Checker:
     def __init__(self, what: str) -> None:
         self.what = what
+        self.pre_3_2: list[int] = []  # trees with vector leaves in the layout before xgboost 3.2
 
     def fail(self, path: str, problem: str) -> SourceError:
         return SourceError(f"{self.what}: {path} {problem}")
@@ -375,10 +406,14 @@ class _Checker:
         if len(weights) == 0 or len(weights) % n:
             raise self.fail(f"{path}.base_weights", f"has {len(weights)} entries, not a multiple of {n} nodes")
         n_leaves = int(np.count_nonzero(~inner))
-        if leaf_values > 1:  # vector leaves: right_children maps each leaf to its row of leaf_weights
-            if "leaf_weights" not in t:  # the layout before 3.2, which xgboost 3.2 crashes on (SIGSEGV, measured)
-                raise self.fail(f"{path}.leaf_weights", "is missing: vector-leaf trees saved before xgboost 3.2 "
-                                "crash the installed xgboost, which verification runs")  # fmt: skip
+        if leaf_values > 1 and "leaf_weights" not in t:  # vector leaves as xgboost 2.0-3.1 write them
+            if len(weights) != n * leaf_values:
+                raise self.fail(f"{path}.base_weights", f"has {len(weights)} entries for {n} nodes of "
+                                f"{leaf_values} values (vector leaves without leaf_weights)")  # fmt: skip
+            if not np.all(right[~inner] == -1):
+                raise self.fail(f"{path}.right_children", "map leaves to rows of leaf_weights, which is missing")
+            self.pre_3_2.append(index)
+        elif leaf_values > 1:  # 3.2: right_children maps each leaf to its row of leaf_weights
             self.array(t["leaf_weights"], f"{path}.leaf_weights", "float", length=n_leaves * leaf_values)
             if not np.array_equal(np.sort(right[~inner]), np.arange(n_leaves)):
                 raise self.fail(f"{path}.right_children", "does not map the leaves to rows of leaf_weights")

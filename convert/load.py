@@ -26,6 +26,8 @@ from .safe_pickle import Pickled
 
 _CLASSIFIERS = {"XGBClassifier", "XGBRFClassifier"}
 _REGRESSORS = {"XGBRegressor", "XGBRFRegressor", "XGBModel"}
+_RANKERS = {"XGBRanker"}  # predict() is the margin of a rank:* objective
+_WRAPPER_CLASS = {"classifier": "XGBClassifier", "ranker": "XGBRanker"}  # a saved model's _estimator_type
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,7 +38,7 @@ class Source:
     sha256: str
     format: str  # "pickle" | "json" | "ubj"
     model_class: str  # e.g. "xgboost.sklearn.XGBClassifier", "sklearn.pipeline.Pipeline"
-    estimator: str  # "classifier" | "regressor" | "booster"
+    estimator: str  # "classifier" | "regressor" | "ranker" | "booster"
     document: dict[str, Any]  # xgboost's model JSON: {"learner": ..., "version": ...}
     missing: float = math.nan
     iteration_range: tuple[int, int] | None = None  # rounds [begin, end) the wrapper predicts with
@@ -191,9 +193,9 @@ def _source_from_object(obj: Any, base: dict[str, Any], what: str, limits: Limit
         doc, _ = _from_booster(obj, what, limits)
         names = _names(doc["learner"].get("feature_names"), "learner.feature_names", what)
         return Source(**base, model_class=model_class, estimator="booster", document=doc, feature_names=names)
-    if short not in _CLASSIFIERS | _REGRESSORS:
+    if short not in _CLASSIFIERS | _REGRESSORS | _RANKERS:
         raise UnsupportedModelError(
-            f"{what} holds an {obj.qualname}; supported: Booster, {sorted(_CLASSIFIERS | _REGRESSORS)}"
+            f"{what} holds an {obj.qualname}; supported: Booster, {sorted(_CLASSIFIERS | _REGRESSORS | _RANKERS)}"
         )
     state = obj.state if isinstance(obj.state, dict) else {}
     if not isinstance(state.get("_Booster"), Pickled):
@@ -207,7 +209,7 @@ def _source_from_object(obj: Any, base: dict[str, Any], what: str, limits: Limit
     return Source(
         **base,
         model_class=model_class,
-        estimator="classifier" if short in _CLASSIFIERS else "regressor",
+        estimator="classifier" if short in _CLASSIFIERS else "ranker" if short in _RANKERS else "regressor",
         document=doc,
         missing=_missing(state, what),
         iteration_range=_best_rounds(doc, booster_state, what),
@@ -246,7 +248,7 @@ def load_source(
         source = Source(
             **base,
             format=fmt,
-            model_class=f"xgboost.sklearn.{'XGBClassifier' if wrapper == 'classifier' else 'XGBRegressor'}"
+            model_class=f"xgboost.sklearn.{_WRAPPER_CLASS.get(wrapper, 'XGBRegressor')}"
             if wrapper
             else "xgboost.core.Booster",
             estimator=wrapper or "booster",

@@ -372,8 +372,8 @@ def family_files(docs: dict[str, dict]) -> dict[str, dict[str, tuple[bytes, str]
             f"{t}.split_indices[0] is -1",
         ),
         "vector_leaves_without_leaf_weights.json": (
-            _mutated(vector, lambda d: _tree(d).pop("leaf_weights")),
-            f"{t}.leaf_weights is missing",
+            _mutated(vector, lambda d: _tree(d).pop("leaf_weights")),  # and right_children still map leaves
+            f"{t}.right_children map leaves to rows of leaf_weights, which is missing",
         ),
         "vector_leaves_of_another_size.json": (
             _mutated(vector, lambda d: _tree(d)["tree_param"].update(size_leaf_vector="3")),
