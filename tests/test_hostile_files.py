@@ -381,7 +381,7 @@ def family_files(docs: dict[str, dict]) -> dict[str, dict[str, tuple[bytes, str]
         ),
         "category_segment_past_the_end.json": (
             _mutated(cat, lambda d: _tree(d).update(categories_segments=[50])),
-            f"{t}.categories_segments[0] is 50",
+            f"{t}.categories_segments[0] and categories_sizes[0] give the segment [50, 53), which is out of range",
         ),
         "categorical_node_not_listed.json": (
             _mutated(cat, lambda d: _tree(d).update(categories_nodes=[1])),
@@ -598,3 +598,40 @@ def test_brief_costs_nothing_whatever_the_object():
     assert brief("x" * 10**6).endswith("... (1000000 characters)")
     assert brief(10**5000) == "<int of 16610 bits>"
 
+
+_LOAD_IN_XGBOOST = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np, xgboost as xgb
+    new, upgraded, X = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), np.load(sys.argv[3])
+    preds = []
+    for doc in (new, upgraded):
+        bst = xgb.Booster()
+        bst.load_model(bytearray(json.dumps(doc).encode()))
+        preds.append(bst.inplace_predict(X))
+    print(float(np.abs(preds[0] - preds[1]).max()))
+    """
+)
+
+
+def test_vector_leaves_saved_before_3_2_reach_xgboost_in_its_layout(docs: dict[str, dict], tmp_path: Path):
+    """xgboost 3.2 segfaults loading 2.0-3.1 vector leaves; checked() hands it the same values laid out as 3.2 does."""
+    new = docs["vector"]
+    old = copy.deepcopy(new)
+    for t in _model(old)["trees"]:
+        k = int(t["tree_param"]["size_leaf_vector"])
+        left, right = np.array(t["left_children"]), np.array(t["right_children"])
+        weights = np.array(t["base_weights"], np.float32).reshape(-1, k)
+        weights[left < 0] = np.array(t.pop("leaf_weights"), np.float32).reshape(-1, k)[right[left < 0]]
+        t["base_weights"], t["right_children"] = weights.ravel().tolist(), np.where(left < 0, -1, right).tolist()
+    upgraded = document.checked(old)
+    assert "leaf_weights" not in _tree(old) and "leaf_weights" in _tree(upgraded)  # the input is left as it was
+    for name, doc in {"new": new, "upgraded": upgraded}.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+    np.save(tmp_path / "X.npy", np.nan_to_num(data(50))[:, :4])
+    out = subprocess.run(
+        [sys.executable, "-c", _LOAD_IN_XGBOOST, *(str(tmp_path / f) for f in ("new.json", "upgraded.json", "X.npy"))],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert float(out.stdout) == 0.0
