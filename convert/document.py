@@ -2,8 +2,9 @@
 
 Every source (a ``.json`` or ``.ubj`` file, the snapshot inside a pickle) decodes to this
 one document, and :func:`checked` is its one entry point: the loader calls it as soon as
-the document is decoded, so the wrapper logic in ``load``, the IR in ``ir`` and
-xgboost's own loader in ``verify`` read only documents whose fields have the types,
+the document is decoded (and ``booster_json`` calls it again, free, for a document given
+to it directly), so the wrapper logic in ``load``, the IR builder and xgboost's own loader
+in ``verify`` read only documents whose fields have the types,
 lengths and ranges xgboost writes (``doc/model.schema`` and ``src/tree/tree_model.cc``
 in xgboost). A field that does not is a :class:`SourceError` naming its dotted path.
 
@@ -17,8 +18,8 @@ The checks are what a hostile or corrupted document needs, not a copy of xgboost
   that no split uses), since the converter builds a column of probe rows per feature and
   a margin per class while a declared count costs the file nothing;
 * nothing about what is *supported*: categorical splits, vector leaves, several targets
-  and ``gblinear`` boosters are checked when present and left to ``ir`` to accept or
-  refuse.
+  and ``gblinear`` boosters are checked when present and left to the IR to accept or
+  refuse. The field checks themselves are in :mod:`doc_fields`.
 """
 
 from __future__ import annotations
@@ -31,39 +32,17 @@ from typing import Any
 import numpy as np
 
 from .bounds import brief
-from .errors import SourceError
+from .doc_fields import INT32_MAX, FieldChecker, key_name
 
 #: features a model may declare beyond the highest one its trees split on (xgboost keeps
 #: the training width, so unused trailing columns are normal), unless it names them all
 SPARE_FEATURES = 4096
 #: category values are float32-exact integers in xgboost (2**24); larger ones cost bitsets
 MAX_CATEGORY = 1 << 24
-_INT32_MAX = (1 << 31) - 1
-_DELETED = _INT32_MAX  # the split index xgboost writes for a pruned (deleted) node
+_DELETED = INT32_MAX  # the split index xgboost writes for a pruned (deleted) node
 _TREE_FIELDS = ("left_children", "right_children", "parents", "split_indices", "split_conditions", "default_left")
 _STATS = ("loss_changes", "sum_hessian")
 _CATEGORICAL = ("categories", "categories_nodes", "categories_segments", "categories_sizes")
-#: parameters xgboost parses as numbers when it loads a document (learner, booster, tree, and the
-#: objectives the converter supports); others are left to the objective table to accept or refuse
-_PARAM_TYPES: dict[str, Any] = {
-    **dict.fromkeys(("num_feature", "num_class", "num_target", "boost_from_average", "num_trees",
-                     "num_parallel_tree", "size_leaf_vector", "num_nodes", "num_deleted", "num_roots"), int),
-    **dict.fromkeys(("scale_pos_weight", "huber_slope", "max_delta_step", "tweedie_variance_power"), float),
-    "quantile_alpha": "floats",
-}  # fmt: skip
-
-
-def _name(key: Any) -> str:
-    """A key for a dotted path: as it is when it is a short name, else described."""
-    return key if isinstance(key, str) and len(key) <= 64 and key.isidentifier() else brief(key)
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 class Document(dict):
@@ -114,104 +93,17 @@ def _as_3_2(doc: Mapping[str, Any], indices: list[int]) -> dict[str, Any]:
     return out
 
 
-def count(value: Any, path: str, *, what: str = "the model", lo: int = 0, hi: int = _INT32_MAX) -> int:
+def count(value: Any, path: str, *, what: str = "the model", lo: int = 0, hi: int = INT32_MAX) -> int:
     """An integer field as xgboost writes it (a decimal string; an int where Python wrote one)."""
-    return _Checker(what).count(value, path, lo=lo, hi=hi)
+    return FieldChecker(what).count(value, path, lo=lo, hi=hi)
 
 
-class _Checker:
+class _Checker(FieldChecker):
+    """The schema: which fields each object of the document has, and how they relate."""
+
     def __init__(self, what: str) -> None:
-        self.what = what
+        super().__init__(what)
         self.pre_3_2: list[int] = []  # trees with vector leaves in the layout before xgboost 3.2
-
-    def fail(self, path: str, problem: str) -> SourceError:
-        return SourceError(f"{self.what}: {path} {problem}")
-
-    # ---- scalars -----------------------------------------------------------------------
-
-    def obj(self, value: Any, path: str) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            raise self.fail(path, f"is {brief(value)}, not an object")
-        return value
-
-    def params(self, value: Any, path: str) -> Mapping[str, Any]:
-        """A group of xgboost parameters: every value a string, in the format of its type if known.
-
-        xgboost parses them when it loads the document and refuses a JSON number, or a
-        string that does not parse as the parameter's type.
-        """
-        group = self.obj(value, path)
-        for key, item in group.items():
-            where = f"{path}.{_name(key)}"
-            if not isinstance(item, str):
-                raise self.fail(where, f"is {brief(item)}, not a string (xgboost writes its parameters as strings)")
-            self.text(item, where, max_len=1 << 16)
-            kind = _PARAM_TYPES.get(key)
-            if kind is int:
-                self.count(item, where, lo=-_INT32_MAX, text=True)
-            elif kind is float and not _is_float(item):
-                raise self.fail(where, f"is {brief(item)}, not a number")
-            elif kind == "floats" and not all(_is_float(v) for v in item.strip().strip("[]").split(",")):
-                raise self.fail(where, f"is {brief(item)}, not a number or a list of numbers")
-        return group
-
-    def field(self, parent: Mapping[str, Any], key: str, path: str) -> Any:
-        if key not in parent:
-            raise self.fail(f"{path}.{key}", "is missing")
-        return parent[key]
-
-    def text(self, value: Any, path: str, *, max_len: int = 1024) -> str:
-        if not isinstance(value, str) or len(value) > max_len:
-            raise self.fail(path, f"is {brief(value)}, not a string of at most {max_len} characters")
-        return value
-
-    def count(self, value: Any, path: str, *, lo: int = 0, hi: int = _INT32_MAX, text: bool = False) -> int:
-        """``text``: xgboost's parameters are strings ("5"); its loader refuses a JSON number."""
-        if isinstance(value, str) and len(value) <= 32 and value.strip().lstrip("+-").isdigit():
-            n = int(value.strip())
-        elif type(value) is int and not text:
-            n = value
-        else:
-            kind = "an integer string" if text else "an integer"
-            raise self.fail(path, f"is {brief(value)}, not {kind}")
-        if not lo <= n <= hi:
-            raise self.fail(path, f"is {n}, outside {lo}..{hi}")
-        return n
-
-    # ---- arrays ------------------------------------------------------------------------
-
-    def array(self, value: Any, path: str, kind: str, *, length: int | None = None) -> np.ndarray:
-        """A 1-D array of ``kind`` ("int", "float", "bool"): a JSON list or a UBJSON typed array.
-
-        The element types are checked without a Python loop per element (``map(type)``
-        runs in C), and ints and floats are not mixed: xgboost's loader refuses a float
-        where it reads an integer, and an integer where it reads a float.
-        """
-        if isinstance(value, np.ndarray):
-            ok = {"int": "iu", "float": "f", "bool": "iub"}[kind]
-            if value.ndim != 1 or value.dtype.kind not in ok:
-                raise self.fail(path, f"is {brief(value)}, not a list of {kind}s")
-            arr = value
-        elif isinstance(value, list):
-            allowed = {"int": {int}, "float": {float}, "bool": {int, bool}}[kind]
-            kinds = set(map(type, value))
-            if not kinds <= allowed:
-                bad = next(v for v in value if type(v) not in allowed)
-                raise self.fail(path, f"holds {brief(bad)}, not only {kind}s")
-            try:
-                arr = np.asarray(value, dtype=np.float64 if kind == "float" else np.int64)
-            except OverflowError:
-                raise self.fail(path, "holds an integer beyond 64 bits") from None
-        else:
-            raise self.fail(path, f"is {brief(value)}, not a list")
-        if length is not None and len(arr) != length:
-            raise self.fail(path, f"has {len(arr)} entries, expected {length}")
-        return arr
-
-    def within(self, arr: np.ndarray, path: str, lo: int, hi: int) -> None:
-        if arr.size and (arr.min() < lo or arr.max() > hi):
-            i = int(np.flatnonzero((arr < lo) | (arr > hi))[0])
-            raise self.fail(f"{path}[{i}]", f"is {int(arr[i])}, outside {lo}..{hi}")
 
     # ---- the document ------------------------------------------------------------------
 
@@ -226,10 +118,10 @@ class _Checker:
         self.text(self.field(objective, "name", "learner.objective"), "learner.objective.name", max_len=100)
         for group, params in objective.items():  # e.g. {"quantile_loss_param": {"quantile_alpha": "[1E-1,9E-1]"}}
             if group != "name":
-                self.params(params, f"learner.objective.{_name(group)}")
+                self.params(params, f"learner.objective.{key_name(group)}")
         attributes = self.obj(self.field(learner, "attributes", "learner"), "learner.attributes")
         for key, value in attributes.items():
-            self.text(value, f"learner.attributes.{_name(key)}", max_len=1 << 20)
+            self.text(value, f"learner.attributes.{key_name(key)}", max_len=1 << 20)
         p = "learner.learner_model_param"
         n_features = self.count(self.field(mparam, "num_feature", p), f"{p}.num_feature", text=True)
         n_class = self.count(self.field(mparam, "num_class", p), f"{p}.num_class", text=True)
@@ -293,8 +185,8 @@ class _Checker:
         value = learner.get(key, [])
         if not isinstance(value, list):
             raise self.fail(path, f"is {brief(value)}, not a list of strings")
-        for i, name in enumerate(value):
-            self.text(name, f"{path}[{i}]")
+        for i, feature in enumerate(value):
+            self.text(feature, f"{path}[{i}]")
         if value and len(value) != n_features:
             raise self.fail(path, f"has {len(value)} entries for num_feature {n_features}")
         return value
@@ -360,7 +252,7 @@ class _Checker:
                 if not (kinds <= {int, float} or (isinstance(values, np.ndarray) and values.dtype.kind in "iuf")):
                     raise self.fail(f"{path}.enc[{i}].values", f"is {brief(values)}, not a list of numbers")
         for key in ("feature_segments", "sorted_idx"):
-            self.within(self.array(self.field(cats, key, path), f"{path}.{key}", "int"), f"{path}.{key}", 0, _INT32_MAX)
+            self.within(self.array(self.field(cats, key, path), f"{path}.{key}", "int"), f"{path}.{key}", 0, INT32_MAX)
 
     def tree(self, raw: Any, path: str, index: int, n_features: int) -> tuple[int, int]:
         """One tree; returns (1 + the highest feature it splits on, values per leaf)."""
@@ -380,10 +272,10 @@ class _Checker:
         inner = left >= 0
         self.within(left, f"{path}.left_children", -1, n - 1)
         parents = a["parents"]
-        if parents[0] not in (-1, _INT32_MAX):  # older xgboost writes the root's parent as 2**31 - 1
+        if parents[0] not in (-1, INT32_MAX):  # older xgboost writes the root's parent as 2**31 - 1
             raise self.fail(f"{path}.parents[0]", f"is {int(parents[0])}, but node 0 is the root")
         self.within(a["default_left"], f"{path}.default_left", 0, 1)
-        self.within(split, f"{path}.split_indices", 0, _INT32_MAX)
+        self.within(split, f"{path}.split_indices", 0, INT32_MAX)
         # every inner node's children are other nodes, each the child of one node only: the
         # nodes reachable from the root then form a tree (no cycle, no shared subtree)
         children = np.concatenate([left[inner], right[inner]])
