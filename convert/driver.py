@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from .emit_tensor import emit_tensor, tensor_facts
 from .emit_tree import emit_tree
 from .errors import ConvertError, ParityError, UnsupportedModelError
 from .ir import Forest
-from .load import Source, load_source
+from .load import Source, load_source, source_from_object
 from .spec import ModelSpec, resolve
 from .verify import FlavorReport, onnx_predict, probes, verify_graph, xgboost_predict
 from .write import flavor_entries, library_versions, source_info, stamp_contract, write_artifacts
@@ -116,7 +117,7 @@ def _emit_all(source: Source, forest: Forest, flavors: Sequence[str] | str) -> t
 
 
 def convert(
-    source_path: str | Path,
+    source_path: str | os.PathLike[str] | Any,
     *,
     out_dir: str | Path,
     name: str | None = None,
@@ -127,7 +128,11 @@ def convert(
     n_random: int = 2000,
     seed: int = 0,
 ) -> Conversion:
-    """Convert one model file; write artifacts only if every flavor passes parity.
+    """Convert one model (a file, or an in-memory model); write artifacts only if every flavor passes parity.
+
+    ``source_path``: a pickle or xgboost ``.json``/``.ubj`` file, or an in-memory xgboost
+    ``Booster``, xgboost sklearn estimator or scikit-learn ``Pipeline`` ending in one (then
+    ``name`` is required; it is read through the same allow-list as a file).
 
     ``flavors``: ``"all"`` (every flavor that can represent the model: the tree flavor,
     and the tensor flavor unless a Pipeline's preprocessing needs ai.onnx.ml operators),
@@ -136,9 +141,15 @@ def convert(
     Raises :class:`ParityError` (with the report of the worst rows) when a flavor disagrees
     with xgboost beyond ``|onnx - ref| <= 1e-5 * max(1, |ref|)``; nothing is written then.
     """
-    source_path = Path(source_path)
     out_dir = Path(out_dir)
-    source = load_source(source_path, trust_pickle=trust_pickle, missing=missing)
+    if isinstance(source_path, (str, os.PathLike)):
+        source_path = Path(source_path)
+        source = load_source(source_path, trust_pickle=trust_pickle, missing=missing)
+    elif not name:
+        raise ConvertError(f"converting an in-memory {type(source_path).__name__} needs name= (the artifact's name)")
+    else:
+        source = source_from_object(source_path, trust_pickle=trust_pickle, missing=missing)
+        source_path = None
     spec, origin = resolve(source_path, name=name, spec_path=Path(spec_path) if spec_path else None, out_dir=out_dir)
     forest, features = build_forest(source, spec)
     name = name or (spec.name if spec else source_path.name.split(".")[0])

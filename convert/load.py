@@ -34,9 +34,9 @@ _WRAPPER_CLASS = {"classifier": "XGBClassifier", "ranker": "XGBRanker"}  # a sav
 class Source:
     """A loaded model: its booster document and the prediction semantics of its wrapper."""
 
-    path: Path
+    path: Path | None  # None for a model converted from memory
     sha256: str
-    format: str  # "pickle" | "json" | "ubj"
+    format: str  # "pickle" | "json" | "ubj" | "object" (from memory)
     model_class: str  # e.g. "xgboost.sklearn.XGBClassifier", "sklearn.pipeline.Pipeline"
     estimator: str  # "classifier" | "regressor" | "ranker" | "booster"
     document: dict[str, Any]  # xgboost's model JSON: {"learner": ..., "version": ...}
@@ -232,14 +232,46 @@ def load_source(
     ``limits`` bounds what reading the file may cost (default: :meth:`Limits.from_env`).
     """
     path = Path(path)
-    limits = limits or Limits.from_env()
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return source_from_bytes(data, path=path, what=path.name, trust_pickle=trust_pickle, missing=missing, limits=limits)
+
+
+def source_from_object(
+    obj: Any, *, trust_pickle: bool = False, missing: float | None = None, limits: Limits | None = None
+) -> Source:
+    """An in-memory model (an xgboost ``Booster``, an xgboost sklearn estimator, a ``Pipeline`` ending in one).
+
+    It is pickled here and read back through the same allow-list and extraction as a file, so
+    a model converts the same from memory as from its pickle. ``format`` is "object" and there
+    is no path (``m7onnx verify`` then needs ``--source``).
+    """
+    import pickle
+
+    try:
+        data = pickle.dumps(obj, protocol=4)
+    except Exception as exc:  # whatever the object's own __reduce__ raises
+        raise SourceError(f"cannot serialise the in-memory {type(obj).__name__}: {exc}") from exc
+    what = f"the in-memory {type(obj).__name__}"
+    source = source_from_bytes(data, path=None, what=what, trust_pickle=trust_pickle, missing=missing, limits=limits)
+    return replace(source, format="object")
+
+
+def source_from_bytes(
+    data: bytes,
+    *,
+    path: Path | None,
+    what: str,
+    trust_pickle: bool = False,
+    missing: float | None = None,
+    limits: Limits | None = None,
+) -> Source:
+    """A model from its bytes: xgboost JSON/UBJSON, or a pickle (plain or joblib, compressed or not)."""
+    limits = limits or Limits.from_env()
     if not data:
-        raise SourceError(f"{path} is empty")
-    what = path.name
+        raise SourceError(f"{what} is empty")
     base: dict[str, Any] = {"path": path, "sha256": sha256_bytes(data)}
     if data[:1] == b"{" or data[:4] == b"binf":
         doc = _decode_document(data, what, limits)

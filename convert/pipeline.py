@@ -41,6 +41,7 @@ def prepend_preprocessor(preprocessor: Any, trees: onnx.ModelProto, *, n_feature
     trees = compose.add_prefix(trees, "trees_")
     merged = compose.merge_models(pre, trees, io_map=[(pre_out, "trees_" + graph.INPUT)])
     g = merged.graph
+    g.name = f"preprocessing_{trees.graph.name}"
     g.node.append(helper.make_node("Identity", ["trees_" + graph.OUTPUT], [graph.OUTPUT]))
     out = g.output[0]
     out.name = graph.OUTPUT
@@ -59,6 +60,7 @@ def _skl2onnx(preprocessor: Any, n_features: int) -> onnx.ModelProto:
         pre = convert_sklearn(
             preprocessor,
             initial_types=[(graph.INPUT, FloatTensorType([None, n_features]))],
+            name="preprocessing",  # skl2onnx names the graph with a random uuid otherwise: not reproducible
             target_opset={"": graph.OPSET, "ai.onnx.ml": graph.ML_OPSET},
             options={cls: {"div": "div"} for cls in scalers} or None,
         )
