@@ -26,9 +26,12 @@ import pytest
 
 import m7_runtime
 from conftest import MODELS, ONNX, ROOT, build_case, import_make_models
-from m7_runtime import M7Error, batch
+from m7_runtime import M7Error
 from m7_runtime.cli import main as cli_main
 from m7_runtime.market7 import CONFIDENCE, DCA_SPEND, LEGACY, RECOVERY, SAFU, SPEND
+from m7_runtime.scoring import ScoreResult, score_file
+from m7_runtime.scoring.inputs import csv_options, parquet_files
+from m7_runtime.scoring.output import TMP_MARK
 
 ALL = [RECOVERY, CONFIDENCE, SPEND, DCA_SPEND, SAFU, LEGACY]
 ROWS_PER_FILE = 2000
@@ -54,11 +57,11 @@ def write_jsonl(df: pd.DataFrame, path: Path) -> None:
 def read_output(path: Path) -> pd.DataFrame:
     """An output file or Dask part folder, as the engines wrote it."""
     if path.is_dir():
-        table = pq.read_table(batch.parquet_files(path))
+        table = pq.read_table(parquet_files(path))
     elif path.suffix == ".parquet":
         table = pq.read_table(path)
     elif path.suffix == ".csv":
-        table = pcsv.read_csv(path, convert_options=batch.csv_options())
+        table = pcsv.read_csv(path, convert_options=csv_options())
     else:
         table = pjson.read_json(path)
     return table.to_pandas()
@@ -123,14 +126,14 @@ def _strings(column: pd.Series) -> list:
     return [v if isinstance(v, str) else None for v in column]
 
 
-def score(models_, **kwargs) -> batch.ScoreResult:
+def score(models_, **kwargs) -> ScoreResult:
     kwargs.setdefault("model_dir", ONNX)
     kwargs.setdefault("progress", False)
-    return batch.score_file(models_, **kwargs)
+    return score_file(models_, **kwargs)
 
 
 def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if batch.TMP_MARK in p.name)
+    return sorted(p.name for p in folder.iterdir() if TMP_MARK in p.name)
 
 
 # ---- both engines against Model.predict ------------------------------------------------------
@@ -470,9 +473,9 @@ def test_unknown_model_lists_what_is_there(data, tmp_path):
 
 def test_model_names_resolve_through_the_model_folder_lookup(data, tmp_path, monkeypatch):
     monkeypatch.setenv("M7_MODEL_DIR", str(ONNX))
-    result = batch.score_file([RECOVERY], input=data["parquet"], output=tmp_path / "o.parquet", progress=False)
+    result = score_file([RECOVERY], input=data["parquet"], output=tmp_path / "o.parquet", progress=False)
     manifest = ONNX / f"{RECOVERY}.manifest.json"
-    by_path = batch.score_file([manifest], input=data["parquet"], output=tmp_path / "p.parquet", progress=False)
+    by_path = score_file([manifest], input=data["parquet"], output=tmp_path / "p.parquet", progress=False)
     assert result.rows == by_path.rows
     assert read_output(tmp_path / "o.parquet").equals(read_output(tmp_path / "p.parquet"))
 
@@ -564,7 +567,7 @@ def test_reads_in_chunks_of_at_most_batch_size(src, data, frame, tmp_path):
 
 _PEAK = """
 import sys
-from m7_runtime.batch import score_file
+from m7_runtime.scoring import score_file
 r = score_file(["xgb_spend_model", "xgb_recovery_model"], input=sys.argv[1], output=sys.argv[2],
                model_dir=sys.argv[3], batch_size=int(sys.argv[4]), progress=False)
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
