@@ -47,7 +47,8 @@ class _Version(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
         from . import __version__
 
-        parser.exit(message=f"{parser.prog} {__version__}\n")
+        print(f"{parser.prog} {__version__}")
+        parser.exit()
 
 
 # ---- info and predict ----------------------------------------------------------------------

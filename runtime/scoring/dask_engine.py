@@ -223,7 +223,10 @@ def connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
             threads_per_worker=1,
             processes=True,
             dashboard_address=":0",  # a free port: never collide with another cluster on this machine
-            silence_logs=logging.ERROR,
+            # This cluster is private to the run: its failures reach this process as exceptions. Its own
+            # log lines would add nothing but noise, e.g. a heartbeat racing the scheduler's shutdown
+            # logs an ERROR with a traceback after a Ctrl-C.
+            silence_logs=logging.CRITICAL,
         )
     return distributed.Client(cluster), cluster
 
