@@ -11,6 +11,7 @@ which git ignores.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -18,14 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import env
+from . import CACHE, RESULTS, SECTIONS, env
 
-SECTIONS = ("single", "batch", "cold", "convert", "scaling")
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 #: where --quick writes unless told otherwise: never over the full results in the repository
-QUICK_OUT = DEFAULT_OUT / "quick"
-#: trained/converted/compiled inputs shared by full and quick runs (git ignores it)
-DEFAULT_CACHE = DEFAULT_OUT / "tmp"
+QUICK_OUT = RESULTS / "quick"
 
 
 @dataclass
@@ -120,13 +117,11 @@ def header(section: str, cfg: Config) -> dict[str, Any]:
 
 
 def run_section(name: str, cfg: Config, out: Path, cache: Path) -> Path:
-    from . import batch, cold, conversion, scaling, single
-
-    modules = {"single": single, "batch": batch, "cold": cold, "convert": conversion, "scaling": scaling}
+    section = importlib.import_module(f".{SECTIONS[name]}", __package__)
     doc = header(name, cfg)
     load_start = env.load_average()
     t0 = time.perf_counter()
-    doc["results"] = modules[name].run(cfg, cache)
+    doc["results"] = section.run(cfg, cache)
     doc["conditions"] = {
         "load_average_start": load_start,
         "load_average_end": env.load_average(),
@@ -177,9 +172,9 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = config_for("smoke" if args.smoke else "quick" if args.quick else "full")
     cfg.verbose = not args.quiet
-    out: Path = args.out or (QUICK_OUT if cfg.mode == "quick" else DEFAULT_OUT)
-    under_default = out.resolve() == DEFAULT_OUT or DEFAULT_OUT in out.resolve().parents
-    cache: Path = args.cache or (DEFAULT_CACHE if under_default else out / "tmp")
+    out: Path = args.out or (QUICK_OUT if cfg.mode == "quick" else RESULTS)
+    under_default = out.resolve() == RESULTS or RESULTS in out.resolve().parents
+    cache: Path = args.cache or (CACHE if under_default else out / "tmp")
     out.mkdir(parents=True, exist_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
     silence_library_logs()

@@ -62,7 +62,7 @@ def run(cfg: Any, cache: Path) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 result = convert(common.MODELS / f"{name}.pkl", out_dir=out / key, flavors=flavors)
                 times.append(time.perf_counter() - t0)
-            rows = result.manifest["parity"]["rows"]
+            rows = dict(result.manifest.parity.rows)
             per_model[key][name] = {"seconds": summarize(times), "probe_rows": rows}
         total = sum(v["seconds"]["median"] for v in per_model[key].values())
         cfg.log(f"conversion: in process, flavors {key}: {total:.2f} s for the six")

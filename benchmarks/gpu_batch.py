@@ -37,7 +37,7 @@ import numpy as np
 import onnxruntime as ort
 
 import m7_runtime
-from m7_runtime.manifest import MANIFEST_SUFFIX, Manifest
+from m7_runtime.artifact import MANIFEST_SUFFIX, Manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def _rows(man: Manifest, n: int, seed: int = 0) -> np.ndarray:
     cols = []
     for f in man.features:
         r = man.split_ranges.get(f)
-        lo, hi = (float(r["min"]), float(r["max"])) if r else (-1.0, 1.0)
+        lo, hi = (r.min, r.max) if r else (-1.0, 1.0)
         pad = 0.1 * (hi - lo) + 1e-3
         cols.append(rng.uniform(lo - pad, hi + pad, n))
     X = np.stack(cols, axis=1).astype(np.float32)
@@ -103,7 +103,7 @@ def _xgboost_engines(man: Manifest) -> tuple[dict[str, Callable[[np.ndarray], An
     except ImportError as exc:
         why = f"xgboost or the converter is not installed ({exc}); pip install 'market7-onnx[convert]'"
         return {}, {"xgboost-cpu": why, "xgboost-cuda": why}
-    src_path = man.path.parent / str(man.raw.get("source", {}).get("path", ""))
+    src_path = man.path.parent / str(man.source.path or "")
     if not src_path.is_file():
         why = f"the source model {src_path} is not here"
         return {}, {"xgboost-cpu": why, "xgboost-cuda": why}
@@ -139,7 +139,7 @@ def _strategy_engines(man: Manifest) -> tuple[dict[str, Callable[[np.ndarray], A
         from m7_runtime.model import TENSOR_RUN_BYTES
     except ImportError as exc:
         return {}, {"tensor-cuda/<strategy>": f"the converter is not installed ({exc})"}
-    source = load_source(man.path.parent / str(man.raw["source"]["path"]))
+    source = load_source(man.path.parent / str(man.source.path))
     if source.preprocessor is not None:
         return {}, {"tensor-cuda/<strategy>": "Pipeline models are timed through the runtime only"}
     forest, _ = build_forest(source, None)

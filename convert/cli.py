@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from m7_runtime.artifact import MANIFEST_SUFFIX
 from m7_runtime.errors import M7Error
-from m7_runtime.manifest import MANIFEST_SUFFIX
 
 from .driver import convert, flavor_names, recheck
 from .errors import ParityError
@@ -45,7 +45,9 @@ def add_verify_arguments(p: argparse.ArgumentParser) -> None:
     """``m7onnx verify``'s arguments, on the parser ``m7_runtime.cli`` made for it."""
     p.description = (
         "Re-verify each manifest (or every manifest in DIR) against its source model: artifact hashes, "
-        "source hash, and parity on fresh probe rows. Exits 1 on any mismatch."
+        "source hash, and parity on fresh probe rows. Each problem has a stable code (missing_file, schema, "
+        "artifact_changed, source_unreadable, source_changed, parity). Exit status: 0 all good; 3 only "
+        "source_changed (a retrained model: re-convert and commit); 1 any other problem; 2 usage error."
     )
     p.add_argument("target", type=Path, metavar="MANIFEST|DIR", help="a manifest, or a folder of manifests")
     p.add_argument("--source", type=Path, help="source model (default: the path recorded in the manifest)")
@@ -94,12 +96,13 @@ def _convert(args: argparse.Namespace) -> int:
             failures += 1
             print(f"FAIL {src}: {exc}", file=sys.stderr)
             continue
-        worst = max(r.checks["onnx_vs_xgboost"]["max_rel_error"] for r in result.reports.values())
-        rows = sum(result.manifest["parity"]["rows"].values())
+        worst = result.manifest.parity.worst_rel_error()
+        rows = sum(result.manifest.parity.rows.values())
         print(
             f"ok   {result.name}: {', '.join(p.name for p in result.paths)} "
             f"(parity on {rows} rows, max rel error {worst:.2e})"
         )
+        print(f"     {result.name}: policy from {result.policy_origin.describe()}")
         for flavor, why in result.skipped.items():
             print(f"     {result.name}: no {flavor} flavor: {why}")
     return 1 if failures else 0
@@ -114,21 +117,26 @@ def _manifests(target: Path) -> list[Path]:
     return [target]
 
 
+#: ``m7onnx verify`` exit statuses (README, "Verifying artifacts in CI")
+EXIT_OK, EXIT_BROKEN, EXIT_USAGE, EXIT_STALE = 0, 1, 2, 3
+
+
 def _verify(args: argparse.Namespace) -> int:
+    """0: every artifact matches its source; 3: only retrained sources (re-convert); 1: anything else."""
     manifests = _manifests(args.target)
     _warn_trust(args)
     if args.source and len(manifests) > 1:
         raise M7Error("--source applies to one manifest")
-    reports = []
-    for m in manifests:
-        try:
-            reports.append(recheck(m, source_path=args.source, trust_pickle=args.trust_pickle, n_random=args.rows))
-        except M7Error as exc:
-            reports.append({"name": m.name, "manifest": str(m), "pass": False, "problems": [str(exc)]})
+    reports = [
+        recheck(m, source_path=args.source, trust_pickle=args.trust_pickle, n_random=args.rows) for m in manifests
+    ]
     if args.json:
-        print(json.dumps(reports, indent=2))
+        print(json.dumps(reports, indent=2, default=str))
     else:
         for r in reports:
             status = "ok  " if r["pass"] else "FAIL"
-            print(f"{status} {r['name']}" + "".join(f"\n     {p}" for p in r["problems"]))
-    return 0 if all(r["pass"] for r in reports) else 1
+            print(f"{status} {r['name']}" + "".join(f"\n     [{p['code']}] {p['message']}" for p in r["problems"]))
+    codes = {p["code"] for r in reports for p in r["problems"]}
+    if not codes:
+        return EXIT_OK
+    return EXIT_STALE if codes == {"source_changed"} else EXIT_BROKEN

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
-from m7_runtime.manifest import contract as artifact_contract
+from m7_runtime.artifact import Manifest, OutputSpec, PolicyOrigin, SplitRange
+from m7_runtime.compare import compare_outputs
+from m7_runtime.errors import M7Error
+from m7_runtime.integrity import artifact_bytes
+from m7_runtime.parity import REL_TOL, TOLERANCE_TEXT, Parity
 from m7_runtime.policy import InputPolicy
 
 from . import graph
@@ -18,9 +23,9 @@ from .emit_tree import emit_tree
 from .errors import ConvertError, ParityError, UnsupportedModelError
 from .ir import Forest, from_booster_json
 from .load import Source, load_source
-from .spec import ModelSpec, spec_for
-from .verify import FlavorReport, probes, verify_graph
-from .write import build_manifest, stamp_contract, write_artifacts
+from .spec import ModelSpec, resolve
+from .verify import FlavorReport, onnx_predict, probes, verify_graph, xgboost_predict
+from .write import flavor_entries, library_versions, source_info, stamp_contract, write_artifacts
 
 #: flavor name -> emitter; one function per flavor, from the same IR
 EMITTERS: dict[str, Callable[[Forest], onnx.ModelProto]] = {"tree": emit_tree, "tensor": emit_tensor}
@@ -34,9 +39,10 @@ def flavor_names() -> tuple[str, ...]:
 class Conversion:
     name: str
     paths: list[Path]
-    manifest: dict[str, Any]
+    manifest: Manifest
     reports: dict[str, FlavorReport]
     skipped: dict[str, str] = field(default_factory=dict)  # flavor -> why ``all`` left it out
+    policy_origin: PolicyOrigin = field(default_factory=lambda: PolicyOrigin("default"))
 
 
 def task_of(source: Source, forest: Forest) -> str:
@@ -128,23 +134,38 @@ def convert(
     source_path = Path(source_path)
     out_dir = Path(out_dir)
     source = load_source(source_path, trust_pickle=trust_pickle, missing=missing)
-    spec = spec_for(source_path, Path(spec_path) if spec_path else None)
+    spec, origin = resolve(source_path, name=name, spec_path=Path(spec_path) if spec_path else None, out_dir=out_dir)
     forest, features = build_forest(source, spec)
     name = name or (spec.name if spec else source_path.name.split(".")[0])
     task = task_of(source, forest)
     if spec and spec.task and spec.task != task:
-        raise ConvertError(f"{name}: the spec says task {spec.task!r}, the model is {task!r} ({source.model_class})")
+        raise ConvertError(
+            f"{name}: the {origin.kind} entry says task {spec.task!r}, the model is {task!r} ({source.model_class})"
+        )
 
-    policy = spec.policy if spec else InputPolicy()
-    contract = artifact_contract(
-        features=features,
-        task=task,
-        n_outputs=forest.n_outputs,
-        input_name=graph.INPUT,
-        output_name=graph.OUTPUT,
-        policy=policy,
-    )
     models, skipped = _emit_all(source, forest, flavors)
+    facts = {f: tensor_facts(m, forest) for f, m in models.items() if f != "tree"}
+    opsets = {f: graph.opsets_of(m) for f, m in models.items()}
+    draft = Manifest(
+        name=name,
+        task=task,
+        features=features,
+        flavors=flavor_entries(name, dict.fromkeys(models), opsets, facts),
+        source=source_info(source, forest, task=task, out_dir=out_dir),
+        parity=Parity(TOLERANCE_TEXT, REL_TOL, {}, {}, passed=False),
+        description=spec.description if spec else "",
+        output=OutputSpec(graph.OUTPUT, forest.objective.meaning, forest.n_outputs),
+        input_name=graph.INPUT,
+        missing=None if np.isnan(forest.missing) else float(forest.missing),
+        skipped_flavors=skipped,
+        policy=spec.policy if spec else InputPolicy(),
+        policy_origin=origin,
+        split_ranges={}
+        if source.preprocessor is not None
+        else {k: SplitRange(**v) for k, v in forest.split_ranges().items()},
+        converter=library_versions(),
+    )
+    contract = draft.contract()
     models = {flavor: stamp_contract(m, contract) for flavor, m in models.items()}
     blobs = {flavor: m.SerializeToString() for flavor, m in models.items()}
     probe_rows = probes(forest, n_random=n_random, seed=seed)
@@ -158,23 +179,20 @@ def convert(
     if failed:
         raise ParityError(_failure_text(name, reports, failed), {f: r.as_json() for f, r in reports.items()})
 
-    parity = {"rows": probe_rows.counts(), "flavors": {f: r.as_json() for f, r in reports.items()}, "pass": True}
-    manifest = build_manifest(
-        name=name,
-        task=task,
-        description=spec.description if spec else "",
-        source=source,
-        forest=forest,
-        features=features,
-        policy=policy,
-        flavors=blobs,
-        opsets={f: graph.opsets_of(m) for f, m in models.items()},
-        parity=parity,
-        out_dir=out_dir,
-        flavor_facts={f: tensor_facts(m, forest) for f, m in models.items() if f == "tensor"},
-        skipped_flavors=skipped,
+    manifest = replace(
+        draft,
+        flavors=flavor_entries(name, blobs, opsets, facts),
+        parity=Parity(
+            TOLERANCE_TEXT,
+            REL_TOL,
+            probe_rows.counts(),
+            {f: r.typed() for f, r in reports.items()},
+            passed=True,
+        ),
     )
-    return Conversion(name, write_artifacts(out_dir, name, blobs, manifest), manifest, reports, skipped)
+    if manifest.contract() != contract:  # the stamp and the manifest come from one Manifest: never differ
+        raise AssertionError("the manifest's contract changed after stamping")
+    return Conversion(name, write_artifacts(out_dir, blobs, manifest), manifest, reports, skipped, origin)
 
 
 def _verify_pipeline(
@@ -218,6 +236,22 @@ def _failure_text(name: str, reports: dict[str, FlavorReport], failed: list[str]
     return "\n".join(lines)
 
 
+#: ``m7onnx verify`` problem codes (README, "Verifying artifacts in CI"): stable, for scripts and CI
+PROBLEM_CODES = {
+    "missing_file": "a manifest, an ONNX file or the source model is not where it should be",
+    "schema": "the manifest is not a valid manifest of a schema this runtime reads",
+    "artifact_changed": "an ONNX file or its manifest was edited after conversion (hash or contract mismatch)",
+    "source_unreadable": "the source model cannot be read (corrupt, hostile, or of an unsupported kind)",
+    "source_changed": "the source model differs from the one converted (retrained or replaced): re-convert",
+    "parity": "the artifact disagrees with its unchanged source model",
+}
+
+
+def _problem(code: str, message: str, **details: Any) -> dict[str, Any]:
+    assert code in PROBLEM_CODES, code
+    return {"code": code, "message": message, **({"details": details} if details else {})}
+
+
 def recheck(
     manifest_path: str | Path,
     *,
@@ -228,55 +262,102 @@ def recheck(
 ) -> dict[str, Any]:
     """Re-verify committed artifacts against their source (``m7onnx verify``): a JSON-able report.
 
-    Fails when an artifact's bytes no longer match the manifest, when the source file is not
-    the one converted (retrained or replaced), or when predictions disagree.
+    Each problem carries a stable ``code`` (:data:`PROBLEM_CODES`). A retrained source is
+    told apart from a broken artifact: when the source's hash differs from the one recorded,
+    the parity gate is not run against it (a new model disagreeing with the old artifact is
+    expected, not a converter bug); instead the report says how far the new model's
+    predictions are from the artifact's (``details``: rows, max and mean abs difference,
+    decision flips) and how to re-convert.
     """
-    from m7_runtime.errors import M7Error
-    from m7_runtime.manifest import Manifest
-
-    man = Manifest.read(manifest_path)
-    recorded = man.raw.get("source", {})
-    src = Path(source_path) if source_path else man.path.parent / str(recorded.get("path", ""))
-    result: dict[str, Any] = {
-        "name": man.name,
-        "manifest": str(man.path),
-        "source": str(src),
-        "problems": [],
-        "flavors": {},
-    }
-    source = load_source(src, trust_pickle=trust_pickle, missing=_missing_of(man.raw))
-    if source.sha256 != recorded.get("sha256"):
-        result["problems"].append(
-            f"source {src.name} has sha256 {source.sha256}, the manifest records {recorded.get('sha256')}: "
-            "it was retrained or replaced since conversion; re-convert"
-        )
-    forest, carried = build_forest(source, None)
-    if source.feature_names is not None and carried != man.features:
-        result["problems"].append(
-            f"the source's features {list(carried)} differ from the manifest's {list(man.features)}"
-        )
-    probe_rows = probes(forest, n_random=n_random, seed=seed)
+    result: dict[str, Any] = {"name": Path(manifest_path).name.split(".")[0], "manifest": str(manifest_path)}
+    result.update(problems=[], flavors={})
+    problems = result["problems"]
+    try:
+        man = Manifest.read(manifest_path)
+    except M7Error as exc:
+        missing = "does not exist" in str(exc)
+        problems.append(_problem("missing_file" if missing else "schema", str(exc)))
+        result["pass"] = False
+        return result
+    result["name"] = man.name
+    recorded = man.source
+    if source_path is None and recorded.path is None:
+        src = None
+    else:
+        src = Path(source_path) if source_path else man.path.parent / recorded.path
+    result["source"] = None if src is None else str(src)
+    artifacts = {}
     for flavor in man.flavors:
         try:
-            data = man.artifact_bytes(flavor)
+            artifacts[flavor] = artifact_bytes(man, flavor)
         except M7Error as exc:
-            result["problems"].append(str(exc))
-            continue
-        if source.preprocessor is None:
-            report = verify_graph(source, forest, flavor, data, probe_rows=probe_rows)
-        else:
-            import onnx as _onnx
-
-            report = _verify_pipeline(
-                source, forest, flavor, _onnx.load_from_string(data), data, probe_rows, n_random, seed
+            missing = "cannot read" in str(exc)
+            problems.append(_problem("missing_file" if missing else "artifact_changed", str(exc), flavor=flavor))
+    if src is None or not src.exists():
+        problems.append(
+            _problem(
+                "missing_file",
+                f"the source model {src or '(converted from memory)'} is not there; give it with --source",
             )
-        result["flavors"][flavor] = report.as_json()
-        if not report.passed:
-            result["problems"].append(_failure_text(man.name, {flavor: report}, [flavor]))
-    result["pass"] = not result["problems"]
+        )
+        result["pass"] = False
+        return result
+    try:
+        source = load_source(src, trust_pickle=trust_pickle, missing=man.missing)
+        forest, carried = build_forest(source, None)
+    except M7Error as exc:
+        problems.append(_problem("source_unreadable", f"{src}: {exc}"))
+        result["pass"] = False
+        return result
+    probe_rows = probes(forest, n_random=n_random, seed=seed)
+    if source.sha256 != recorded.sha256:
+        problems.append(_source_changed(man, source, src, carried, artifacts, probe_rows))
+    else:
+        for flavor, data in artifacts.items():
+            report = _check_flavor(source, forest, flavor, data, probe_rows, n_random, seed)
+            result["flavors"][flavor] = report.as_json()
+            if not report.passed:
+                problems.append(_problem("parity", _failure_text(man.name, {flavor: report}, [flavor]), flavor=flavor))
+    result["pass"] = not problems
     return result
 
 
-def _missing_of(raw: dict[str, Any]) -> float | None:
-    value = raw.get("missing_value", "NaN")
-    return None if value in ("NaN", None) else float(value)
+def _check_flavor(
+    source: Source, forest: Forest, flavor: str, data: bytes, probe_rows: Any, n_random: int, seed: int
+) -> FlavorReport:
+    if source.preprocessor is None:
+        return verify_graph(source, forest, flavor, data, probe_rows=probe_rows)
+    return _verify_pipeline(source, forest, flavor, onnx.load_from_string(data), data, probe_rows, n_random, seed)
+
+
+def _source_changed(
+    man: Manifest, source: Source, src: Path, carried: tuple[str, ...], artifacts: dict[str, bytes], probe_rows: Any
+) -> dict[str, Any]:
+    """The problem report for a retrained or replaced source: how far it moved the predictions, and what to do."""
+    todo = f"if the new model is intended: m7onnx convert {src} --out-dir {man.path.parent} and commit the artifacts"
+    head = (
+        f"source {src.name} has sha256 {source.sha256[:12]}..., the manifest records {man.source.sha256[:12]}...: "
+        "it was retrained or replaced since conversion"
+    )
+    if source.feature_names is not None and tuple(carried) != man.features:
+        return _problem(
+            "source_changed",
+            f"{head}; its features differ from the artifact's ({list(carried)} vs {list(man.features)}); {todo}",
+            features={"source": list(carried), "artifact": list(man.features)},
+        )
+    flavor = "tree" if "tree" in artifacts else next(iter(artifacts), None)
+    if flavor is None or len(carried) != len(man.features):
+        return _problem("source_changed", f"{head}; {todo}")
+    X, _ = probe_rows.stacked()
+    threshold = 0.5 if man.task == "binary" and man.source.link == "sigmoid" else None
+    moved = compare_outputs(onnx_predict(artifacts[flavor], X), xgboost_predict(source, X), threshold=threshold, top=5)
+    flips = (
+        "" if moved.flips is None else f", {moved.flips} decision(s) flip" + (f" at {threshold}" if threshold else "")
+    )
+    return _problem(
+        "source_changed",
+        f"{head}. On {moved.rows} probe rows the new model's predictions differ from the artifact's by up to "
+        f"{moved.max_abs_diff:.4g} (mean {moved.mean_abs_diff:.3g}){flips}. This is information, not a converter "
+        f"error; {todo}",
+        **moved.to_json(),
+    )

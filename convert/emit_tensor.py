@@ -63,7 +63,7 @@ def choose_strategy(forest: Forest) -> str:
 
     GEMM evaluates every split of a tree for every row and multiplies by a (leaves ×
     inner nodes) matrix per tree, so its cost per row grows like 4**depth; traversal costs
-    seven element-wise operations per level. Measured on the CPU (benchmarks/tensor_cpu.py,
+    seven element-wise operations per level. Measured on the CPU (benchmarks/archive/tensor_cpu.py,
     numbers in benchmarks/NOTES.md) in the runtime's memory-bounded runs: GEMM is 1.3-2x
     ahead at depth 2, 10-20% behind at depth 3, 35% behind at depth 4, and 5-50x behind
     from depth 6. Not measured on a GPU (none here): benchmarks/gpu_batch.py --strategies

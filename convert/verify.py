@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from m7_runtime.fields import Fields
+from m7_runtime.parity import REL_TOL, FlavorParity, check_from_json
+
 from . import reference
 from .ir import Forest
 from .load import Source
-
-REL_TOL = 1e-5
-TOLERANCE_TEXT = "|onnx - ref| <= 1e-5 * max(1, |ref|)"
 
 
 @dataclass(frozen=True)
@@ -195,6 +195,13 @@ class FlavorReport:
 
     def as_json(self) -> dict[str, Any]:
         return {"pass": self.passed, **self.checks}
+
+    def typed(self) -> FlavorParity:
+        """The report as the manifest schema records it."""
+        checks = {
+            k: check_from_json(Fields(_jsonable(v), f"{self.flavor} parity", f"{k}.")) for k, v in self.checks.items()
+        }
+        return FlavorParity(passed=self.passed, checks=checks)
 
 
 def verify_graph(

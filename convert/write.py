@@ -8,11 +8,10 @@ missing or half-written.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import tempfile
-from datetime import datetime, timezone
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -21,14 +20,19 @@ import numpy as np
 import onnx
 
 from m7_runtime import __version__
-from m7_runtime.manifest import CONTRACT_KEY, FLAVOR_SUFFIX, MANIFEST_SUFFIX, SCHEMA_VERSION, contract_json
-from m7_runtime.policy import InputPolicy
+from m7_runtime.artifact import (
+    CONTRACT_KEY,
+    FLAVOR_SUFFIX,
+    MANIFEST_SUFFIX,
+    FlavorEntry,
+    Manifest,
+    SourceInfo,
+    contract_json,
+)
 
-from . import graph
 from .errors import ConvertError
 from .ir import Forest
 from .load import Source
-from .verify import REL_TOL, TOLERANCE_TEXT
 
 
 def _version(dist: str) -> str | None:
@@ -52,97 +56,59 @@ def library_versions() -> dict[str, str | None]:
     }
 
 
-def _relpath(target: Path, start: Path) -> str:
+def relpath(target: Path, start: Path) -> str:
     try:
         return os.path.relpath(target.resolve(), start.resolve())
     except ValueError:  # another drive on Windows
         return str(target.resolve())
 
 
-def build_manifest(
-    *,
-    name: str,
-    task: str,
-    description: str,
-    source: Source,
-    forest: Forest,
-    features: tuple[str, ...],
-    policy: InputPolicy,
-    flavors: dict[str, bytes],
-    opsets: dict[str, dict[str, int]],
-    parity: dict[str, Any],
-    out_dir: Path,
-    flavor_facts: dict[str, dict[str, Any]] | None = None,
-    skipped_flavors: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """The manifest (DESIGN.md, "Artifacts").
+def source_info(source: Source, forest: Forest, *, task: str, out_dir: Path) -> SourceInfo:
+    """What the manifest records about the source model (``m7onnx verify`` re-reads it from ``path``)."""
+    return SourceInfo(
+        sha256=source.sha256,
+        format=source.format,
+        model_class=source.model_class,
+        estimator=source.estimator,
+        objective=forest.objective.name,
+        link=forest.objective.link,
+        booster=forest.booster,
+        file=source.path.name,
+        path=relpath(source.path, out_dir),
+        xgboost_version=source.xgboost_version,
+        n_trees=len(forest.trees),
+        n_trees_in_file=forest.extra.get("n_trees_total"),
+        rounds_used=tuple(forest.extra["rounds_used"]) if "rounds_used" in forest.extra else None,
+        best_iteration=source.best_iteration,
+        num_parallel_tree=forest.extra.get("num_parallel_tree"),
+        n_classes=forest.n_groups if forest.n_groups > 1 else (2 if task == "binary" else None),
+        max_depth=forest.max_depth(),
+        n_leaves=forest.n_leaves(),
+        base_score=tuple(forest.extra["base_score"]) if "base_score" in forest.extra else None,
+        base_margin=tuple(float(v) for v in forest.base_margin),
+        preprocessing=source.preprocessor is not None,
+    )
 
-    ``flavor_facts`` adds flavor-specific entries to that flavor's record (the tensor
-    flavor's strategy and memory per row, which the runtime's chunking reads);
-    ``skipped_flavors`` names flavors that were asked for with ``all`` but cannot
-    represent this model, and why.
-    """
-    facts = flavor_facts or {}
-    missing = None if np.isnan(forest.missing) else forest.missing
+
+def flavor_entries(
+    name: str, blobs: Mapping[str, bytes | None], opsets: Mapping[str, Mapping[str, int]], facts: Mapping[str, dict]
+) -> dict[str, FlavorEntry]:
+    """The manifest's flavor records. ``None`` bytes give a placeholder entry (hash not yet known):
+    the contract, which is stamped into the files before they are hashed, reads only the facts."""
     return {
-        "schema_version": SCHEMA_VERSION,
-        "name": name,
-        "description": description,
-        "task": task,
-        "output": {
-            "name": graph.OUTPUT,
-            "meaning": forest.objective.meaning,
-            "n_outputs": forest.n_outputs,
-            "shape": ["N"] if forest.n_outputs == 1 else ["N", forest.n_outputs],
-            "dtype": "float32",
-        },
-        "input": {"name": graph.INPUT, "dtype": "float32", "shape": ["N", len(features)]},
-        "features": list(features),
-        "missing_value": "NaN" if missing is None else missing,
-        "flavors": {
-            flavor: {
-                "file": name + FLAVOR_SUFFIX[flavor],
-                "sha256": hashlib.sha256(data).hexdigest(),
-                "bytes": len(data),
-                "opsets": opsets[flavor],
-                **facts.get(flavor, {}),
-            }
-            for flavor, data in flavors.items()
-        },
-        **({"skipped_flavors": dict(skipped_flavors)} if skipped_flavors else {}),
-        "source": {
-            "file": source.path.name,
-            "path": _relpath(source.path, out_dir),
-            "sha256": source.sha256,
-            "format": source.format,
-            "model_class": source.model_class,
-            "estimator": source.estimator,
-            "xgboost_version": source.xgboost_version,
-            "objective": forest.objective.name,
-            "link": forest.objective.link,
-            "booster": forest.booster,
-            "n_trees": len(forest.trees),
-            "n_trees_in_file": forest.extra.get("n_trees_total"),
-            "rounds_used": forest.extra.get("rounds_used"),
-            "best_iteration": source.best_iteration,
-            "num_parallel_tree": forest.extra.get("num_parallel_tree"),
-            "n_classes": forest.n_groups if forest.n_groups > 1 else (2 if task == "binary" else None),
-            "max_depth": forest.max_depth(),
-            "n_leaves": forest.n_leaves(),
-            "base_score": forest.extra.get("base_score"),
-            "base_margin": forest.base_margin.astype(float).tolist(),
-            "preprocessing": source.preprocessor is not None,
-        },
-        "input_policy": policy.to_json(),
-        "split_ranges": forest.split_ranges() if source.preprocessor is None else {},
-        "parity": {"tolerance": TOLERANCE_TEXT, "rel_tol": REL_TOL, **parity},
-        "converter": library_versions(),
-        "created_utc": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        flavor: FlavorEntry(
+            file=name + FLAVOR_SUFFIX[flavor],
+            sha256=hashlib.sha256(data).hexdigest() if data is not None else "0" * 64,
+            bytes=len(data) if data is not None else 0,
+            opsets=dict(opsets[flavor]),
+            **facts.get(flavor, {}),
+        )
+        for flavor, data in blobs.items()
     }
 
 
 def stamp_contract(model: onnx.ModelProto, contract: dict[str, Any]) -> onnx.ModelProto:
-    """Write the artifact's contract (:func:`m7_runtime.manifest.contract`) into the ONNX metadata.
+    """Write the artifact's contract (:meth:`m7_runtime.artifact.Manifest.contract`) into the ONNX metadata.
 
     The manifest's sha256 then covers it, and the runtime refuses a manifest that disagrees
     with the ONNX it names (features reordered, policy or task edited, files swapped).
@@ -165,7 +131,9 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def write_artifacts(out_dir: Path, name: str, flavors: dict[str, bytes], manifest: dict[str, Any]) -> list[Path]:
+def write_artifacts(out_dir: Path, flavors: Mapping[str, bytes], manifest: Manifest) -> list[Path]:
+    """The ONNX files, then the manifest (its bytes are ``manifest.dumps()``: equal manifests, equal files)."""
+    name = manifest.name
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         if not os.access(out_dir, os.W_OK):
@@ -176,7 +144,7 @@ def write_artifacts(out_dir: Path, name: str, flavors: dict[str, bytes], manifes
             _atomic_write(path, data)
             written.append(path)
         path = out_dir / (name + MANIFEST_SUFFIX)
-        _atomic_write(path, (json.dumps(manifest, indent=2) + "\n").encode())
+        _atomic_write(path, manifest.dumps().encode())
         written.append(path)
     except OSError as exc:
         raise ConvertError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}") from exc

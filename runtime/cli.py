@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from . import locate
+from .artifact import MANIFEST_SUFFIX, Manifest
 from .errors import M7Error
-from .manifest import MANIFEST_SUFFIX, Manifest
 
 #: the converter's commands: name -> one-line summary (their arguments are in m7_convert.cli)
 CONVERTER_COMMANDS = {
@@ -70,38 +70,56 @@ def _info(args: argparse.Namespace) -> int:
     rows = []
     for p in paths:
         m = Manifest.read(p)
-        src = m.raw.get("source", {})
-        parity = m.raw.get("parity", {})
-        worst = max(
-            (
-                f.get("onnx_vs_xgboost", {}).get("max_rel_error", float("nan"))
-                for f in parity.get("flavors", {}).values()
-            ),
-            default=float("nan"),
-        )
+        src, parity = m.source, m.parity
         rows.append(
             [
                 m.name,
                 m.task,
                 str(len(m.features)),
                 "+".join(sorted(m.flavors)),
-                f"{src.get('n_trees', '?')}x{src.get('max_depth', '?')}",
-                str(src.get("objective", "?")),
-                str(src.get("xgboost_version", "?")),
-                m.policy.on_missing + (f", clamp>={m.policy.clamp_min:g}" if m.policy.clamp_min is not None else ""),
-                ("pass " if parity.get("pass") else "FAIL ")
-                + f"{sum(parity.get('rows', {}).values())} rows {worst:.1e}",
+                f"{src.n_trees}x{src.max_depth}",
+                src.objective,
+                src.xgboost_version,
+                _policy_text(m),
+                m.policy_origin.kind if m.policy_origin else "unrecorded",
+                ("pass " if parity.passed else "FAIL ")
+                + f"{sum(parity.rows.values())} rows {parity.worst_rel_error():.1e}",
             ]
         )
-    header = ["model", "task", "feat", "flavors", "trees", "objective", "xgboost", "policy", "parity (max rel err)"]
+    header = [
+        "model",
+        "task",
+        "feat",
+        "flavors",
+        "trees",
+        "objective",
+        "xgboost",
+        "policy",
+        "from",
+        "parity (max rel err)",
+    ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, ["-" * w for w in widths], *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    manifests = [Manifest.read(p) for p in paths]
+    print("\npolicy sources:")
+    for m in manifests:
+        print(f"  {m.name}: {m.policy_origin.describe() if m.policy_origin else 'not recorded (schema 1 manifest)'}")
     if args.features:
-        for p in paths:
-            m = Manifest.read(p)
+        for m in manifests:
             print(f"\n{m.name}: " + ", ".join(m.features))
     return 0
+
+
+def _policy_text(m: Manifest) -> str:
+    p = m.policy
+    parts = [p.on_missing]
+    if p.clamp_min is not None:
+        parts.append(f"clamp>={p.clamp_min:g}")
+    if p.clamp_max is not None:
+        parts.append(f"clamp<={p.clamp_max:g}")
+    parts.extend(f"one-hot {o.input}" for o in p.one_hot)
+    return ", ".join(parts)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -137,7 +155,7 @@ def _predict(args: argparse.Namespace) -> int:
     for model in models:
         y = out[model.name]
         shown = "None" if y is None else (f"{y:.6g}" if isinstance(y, float) else str(y))
-        print(f"{model.name.ljust(width)}  {shown.ljust(10)}  {model.manifest.raw['output']['meaning']}")
+        print(f"{model.name.ljust(width)}  {shown.ljust(10)}  {model.manifest.output.meaning}")
     return status
 
 

@@ -20,8 +20,8 @@ import logging
 import os
 from pathlib import Path
 
+from .artifact import MANIFEST_SUFFIX
 from .errors import M7Error
-from .manifest import MANIFEST_SUFFIX
 
 log = logging.getLogger("m7_runtime.locate")
 

@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from .artifact import Manifest, SplitRange
 from .errors import M7Error
-from .manifest import Manifest
+from .integrity import artifact_bytes
 from .policy import to_float
 from .providers import Placement, place
 
@@ -54,9 +55,7 @@ def _thread_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def range_bounds(
-    features: tuple[str, ...], split_ranges: Mapping[str, Mapping[str, float]]
-) -> tuple[np.ndarray, np.ndarray]:
+def range_bounds(features: tuple[str, ...], split_ranges: Mapping[str, SplitRange]) -> tuple[np.ndarray, np.ndarray]:
     """Per feature, the band outside which an input counts as out of range (never rejected).
 
     The split thresholds are all the model knows of its training data, and a normal value
@@ -69,7 +68,7 @@ def range_bounds(
     hi = np.full(len(features), np.inf, np.float32)
     for i, f in enumerate(features):
         if f in split_ranges:
-            a, b = float(split_ranges[f]["min"]), float(split_ranges[f]["max"])
+            a, b = split_ranges[f].min, split_ranges[f].max
             pad = max(b - a, abs(a), abs(b)) or 1.0
             lo[i], hi[i] = a - pad, b + pad
     return lo, hi
@@ -116,17 +115,17 @@ class Model:
     ) -> None:
         self.manifest = manifest
         self._sessions = sessions
-        tensor = manifest.raw["flavors"].get("tensor", {})
-        self._tensor_bytes_per_row = int(tensor.get("bytes_per_row") or 0)
+        tensor = manifest.flavors.get("tensor")
+        self._tensor_bytes_per_row = (tensor.bytes_per_row if tensor else None) or 0
         self._bulk = bulk  # the tensor flavor on the CPU, for batches of at least _bulk_min_rows
-        self._bulk_min_rows = int(tensor["cpu_min_rows"]) if bulk is not None else None
+        self._bulk_min_rows = tensor.cpu_min_rows if bulk is not None and tensor is not None else None
         self.threads = max(1, threads or os.cpu_count() or 1)
         self.name = manifest.name
         self.feature_names: tuple[str, ...] = manifest.features
         self.policy = manifest.policy
         self._n = len(self.feature_names)
-        self._input = str(manifest.raw.get("input", {}).get("name", "features"))
-        self._output = [str(manifest.raw["output"].get("name", "prediction"))]
+        self._input = manifest.input_name
+        self._output = [manifest.output_name]
         self._multi = manifest.n_outputs > 1
         self._fast_row = not self.policy.one_hot
         self._reject = self.policy.on_missing == "reject"
@@ -475,7 +474,7 @@ def load(
     """
     manifest = Manifest.read(path)
     placement = place(provider, flavors=tuple(manifest.flavors), flavor=flavor)
-    data = manifest.artifact_bytes(placement.flavor)
+    data = artifact_bytes(manifest, placement.flavor)
     key = (manifest.flavors[placement.flavor].sha256, placement)
     if _cache is not None and key in _cache:
         sessions = _cache[key]
@@ -499,13 +498,13 @@ def _cpu_tensor(
     """
     if placement.provider != "cpu" or forced is not None or placement.flavor == "tensor":
         return None
-    if manifest.raw["flavors"].get("tensor", {}).get("cpu_min_rows") is None:
+    if "tensor" not in manifest.flavors or manifest.flavors["tensor"].cpu_min_rows is None:
         return None
     cpu = Placement("cpu", "tensor", placement.ort_providers)
     key = (manifest.flavors["tensor"].sha256, cpu)
     if cache is not None and key in cache:
         return cache[key]
-    sessions = Sessions(manifest.artifact_bytes("tensor"), cpu)
+    sessions = Sessions(artifact_bytes(manifest, "tensor"), cpu)
     if cache is not None:
         cache[key] = sessions
     return sessions

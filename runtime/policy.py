@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .errors import M7Error
+from .fields import Fields
 
 OnMissing = Literal["reject", "zero"]
 Match = Literal["suffix", "exact"]
@@ -70,22 +71,20 @@ class OneHot:
         return table[np.fromiter(map(position.__getitem__, cells), dtype=np.intp, count=len(cells))]
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> OneHot:
-        _check_keys(d, {"input", "columns", "default", "match"}, "one_hot")
-        if d.get("match", "exact") not in ("suffix", "exact"):
-            raise M7Error(f"one_hot.match must be 'suffix' or 'exact', got {d.get('match')!r}")
-        return cls(
-            str(d["input"]), tuple(str(c) for c in d["columns"]), str(d.get("default", "nan")), d.get("match", "exact")
+    def from_json(cls, f: Fields) -> OneHot:
+        one_hot = cls(
+            input=f.str("input", max_len=1024),
+            columns=f.strs("columns", max_len=1 << 12),
+            default=f.str("default", "nan", max_len=1024),
+            match=f.choice("match", ("suffix", "exact"), "exact"),
         )
+        f.done()
+        if not one_hot.columns:
+            raise f.error("columns", "must list at least one column")
+        return one_hot
 
     def to_json(self) -> dict[str, Any]:
         return {"input": self.input, "columns": list(self.columns), "default": self.default, "match": self.match}
-
-
-def _check_keys(d: Mapping[str, Any], allowed: set[str], what: str) -> None:
-    unknown = set(d) - allowed
-    if unknown:
-        raise M7Error(f"unknown key(s) {sorted(unknown)} in {what}; allowed: {sorted(allowed)}")
 
 
 _NUMERIC = (float, int, bool, np.floating, np.integer, np.bool_, decimal.Decimal)
@@ -121,18 +120,20 @@ class InputPolicy:
     upstream: Mapping[str, str] = field(default_factory=dict)  # feature -> model that produces it
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any] | None) -> InputPolicy:
-        d = d or {}
-        _check_keys(d, {"on_missing", "clamp_min", "clamp_max", "one_hot", "upstream"}, "input_policy")
-        if d.get("on_missing", "reject") not in ("reject", "zero"):
-            raise M7Error(f"input_policy.on_missing must be 'reject' or 'zero', got {d.get('on_missing')!r}")
-        return cls(
-            on_missing=d.get("on_missing", "reject"),
-            clamp_min=None if d.get("clamp_min") is None else float(d["clamp_min"]),
-            clamp_max=None if d.get("clamp_max") is None else float(d["clamp_max"]),
-            one_hot=tuple(OneHot.from_json(o) for o in d.get("one_hot", ())),
-            upstream={str(k): str(v) for k, v in dict(d.get("upstream", {})).items()},
+    def from_json(cls, d: Any, *, where: str = "input policy", prefix: str = "input_policy.") -> InputPolicy:
+        """Read a policy object (a manifest's ``input_policy``, a spec entry); errors name the field."""
+        f = Fields({} if d is None else d, where, prefix)
+        policy = cls(
+            on_missing=f.choice("on_missing", ("reject", "zero"), "reject"),
+            clamp_min=f.float("clamp_min", None),
+            clamp_max=f.float("clamp_max", None),
+            one_hot=f.list("one_hot", lambda o: OneHot.from_json(Fields(o, where, f"{prefix}one_hot.")), "objects", ()),
+            upstream=f.str_mapping("upstream", {}),
         )
+        f.done()
+        if policy.clamp_min is not None and policy.clamp_max is not None and policy.clamp_min > policy.clamp_max:
+            raise f.error("clamp_max", f"is below clamp_min ({policy.clamp_max} < {policy.clamp_min})")
+        return policy
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -296,8 +296,7 @@ def _model_dir_with(tmp_path: Path, upstream: dict[str, dict[str, str]]) -> Path
     import onnx
 
     from m7_convert.write import stamp_contract
-    from m7_runtime.manifest import Manifest
-    from m7_runtime.policy import InputPolicy
+    from m7_runtime.artifact import Manifest
 
     folder = tmp_path / "models"
     folder.mkdir()
@@ -308,9 +307,7 @@ def _model_dir_with(tmp_path: Path, upstream: dict[str, dict[str, str]]) -> Path
         manifest = json.loads(path.read_text())
         manifest["input_policy"]["upstream"] = ups
         path.write_text(json.dumps(manifest))
-        contract = Manifest.read(path).contract | {
-            "input_policy": InputPolicy.from_json(manifest["input_policy"]).to_json()
-        }
+        contract = Manifest.read(path).contract()
         for entry in manifest["flavors"].values():
             artifact = folder / entry["file"]
             data = stamp_contract(onnx.load(artifact), contract).SerializeToString()

@@ -62,11 +62,13 @@ def test_verify_passes_then_fails_on_tampering_and_retraining(converted: Path, c
     model = joblib.load(pickled)
     model.set_params(n_estimators=5).fit(*_recovery_data(model))
     joblib.dump(model, pickled)
-    assert main(["verify", str(out), "--json"]) == 1
+    assert main(["verify", str(out), "--json"]) == 3  # stale, not broken: re-convert and commit
     report = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert not report["xgb_recovery_model"]["pass"] and report["xgb_spend_model"]["pass"]
-    problems = " ".join(report["xgb_recovery_model"]["problems"])
-    assert "retrained or replaced" in problems and "parity failed" in problems
+    (problem,) = report["xgb_recovery_model"]["problems"]
+    assert problem["code"] == "source_changed" and "retrained or replaced" in problem["message"]
+    assert "m7onnx convert" in problem["message"] and "stage" not in problem["message"]  # no converter blame
+    assert problem["details"]["rows"] > 0 and problem["details"]["max_abs_diff"] > 0
     pickled.write_bytes(kept)
     assert main(["verify", str(out)]) == 0
 

@@ -60,7 +60,7 @@ def test_artifact_matches_source(case: Case, zoo_dir: Path):
 def test_manifest_records_what_was_converted(case: Case, zoo_dir: Path):
     built, source, forest, _rows, result, model = converted(case, zoo_dir)
     man = json.loads(result.paths[-1].read_text())
-    assert man["schema_version"] == 1
+    assert man["schema_version"] == 2
     assert man["source"]["sha256"] == hashlib.sha256(built.path.read_bytes()).hexdigest()
     assert man["source"]["xgboost_version"] == source.xgboost_version
     assert man["source"]["objective"] == forest.objective.name

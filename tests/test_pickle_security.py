@@ -299,7 +299,7 @@ def test_a_model_trained_with_callbacks_and_a_metric_function_converts(tmp_path:
     m.fit(X[:200], y[:200], eval_set=[(X[200:], y[200:])], verbose=False)
     joblib.dump(m, tmp_path / "cb.pkl")
     result = convert(tmp_path / "cb.pkl", out_dir=tmp_path / "out")
-    assert result.manifest["parity"]["pass"]
+    assert result.manifest.parity.passed
     seen = load_source(tmp_path / "cb.pkl").pickle_globals
     assert "xgboost.callback.EarlyStopping" in seen and "sklearn.metrics._regression.mean_absolute_error" in seen
 

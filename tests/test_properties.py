@@ -35,7 +35,7 @@ SETTINGS = settings(
 
 def _thresholds(model: m7_runtime.Model) -> list[float]:
     """Each feature's split range ends: values that sit exactly on a threshold."""
-    return sorted({float(v) for r in model.manifest.split_ranges.values() for v in (r["min"], r["max"])})
+    return sorted({float(v) for r in model.manifest.split_ranges.values() for v in (r.min, r.max)})
 
 
 def values(model: m7_runtime.Model) -> st.SearchStrategy[Any]:

@@ -39,7 +39,7 @@ def test_load_accepts_manifest_or_onnx_path():
     assert a.name == b.name == "xgb_recovery_model"
     assert a.feature_names == b.feature_names and len(a.feature_names) == 18
     assert a.provider == "cpu" and a.flavor == "tree" and a.task == "binary"
-    assert a.manifest.raw["schema_version"] == 1
+    assert a.manifest.schema_version == 2
     assert "xgb_recovery_model" in repr(a)
 
 

@@ -21,12 +21,13 @@ import m7_runtime
 from conftest import ONNX, SIX
 from m7_runtime import market7
 from m7_runtime import model as model_module
+from m7_runtime.integrity import artifact_bytes
 
 
 def plain_session(model: m7_runtime.Model) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
-    data = model.manifest.artifact_bytes(model.flavor)
+    data = artifact_bytes(model.manifest, model.flavor)
     return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
 
 

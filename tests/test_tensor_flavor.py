@@ -37,7 +37,7 @@ from m7_convert.emit_tensor import (
 from m7_convert.emit_tree import emit_tree
 from m7_convert.ir import Forest, Tree
 from m7_convert.objectives import objective
-from m7_convert.spec import spec_for
+from m7_convert.spec import resolve
 from m7_convert.verify import probes, xgboost_predict
 from m7_runtime import model as runtime_model
 from m7_runtime import providers
@@ -82,7 +82,7 @@ def _zoo_graphs(name: str, root: Path) -> dict:
 def _bundled_graphs(name: str) -> dict:
     path = MODELS / f"{name}.pkl"
     source = load_source(path)
-    forest, _ = build_forest(source, spec_for(path, None))
+    forest, _ = build_forest(source, resolve(path)[0])
     X, _labels = probes(forest, n_random=2000).stacked()
     return {
         "source": source,
@@ -359,7 +359,7 @@ def test_bytes_per_row_is_what_onnxruntime_materialises(spend_dir: Path, zoo_dir
 def test_pipeline_converts_with_both_flavors(zoo_dir: Path):
     built = build_case("pipeline_scaler", zoo_dir)
     result = convert(built.path, out_dir=zoo_dir / "pipeline_both", n_random=300)
-    assert set(result.manifest["flavors"]) == {"tree", "tensor"} and not result.skipped
+    assert set(result.manifest.flavors) == {"tree", "tensor"} and not result.skipped
     model = m7_runtime.load(result.paths[-1], provider="cpu", flavor="tensor")
     X = np.random.default_rng(5).normal(3, 5, size=(700, 6)).astype(np.float32)
     assert_parity(model.predict(X), built.predict(X), "pipeline tensor artifact")
@@ -379,8 +379,8 @@ def test_pipeline_with_ml_preprocessing_skips_the_tensor_flavor(tmp_path: Path):
     path = tmp_path / "pipe.pkl"
     joblib.dump(pipe, path)
     result = convert(path, out_dir=tmp_path / "out", n_random=200, trust_pickle=True)
-    assert set(result.manifest["flavors"]) == {"tree"}
-    assert "ai.onnx.ml.Imputer" in result.manifest["skipped_flavors"]["tensor"]
+    assert set(result.manifest.flavors) == {"tree"}
+    assert "ai.onnx.ml.Imputer" in result.manifest.skipped_flavors["tensor"]
     with pytest.raises(UnsupportedModelError, match=r"ai\.onnx\.ml\.Imputer"):
         convert(path, out_dir=tmp_path / "out2", flavors=("tensor",), n_random=200, trust_pickle=True)
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from m7_runtime.artifact import Manifest
 from m7_runtime.errors import M7Error
-from m7_runtime.manifest import Manifest
 from m7_runtime.model import Model, load
 
 from .deps import pyarrow, require

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from m7_runtime.artifact import Manifest
 from m7_runtime.errors import M7Error
 from m7_runtime.locate import resolve_model
-from m7_runtime.manifest import Manifest
 
 from .deps import pyarrow
 from .inputs import InputSource

@@ -160,7 +160,7 @@ def test_a_missing_manifest(folder: Path):
 def test_an_unknown_schema_version(folder: Path, version):
     edit(folder, lambda raw: raw.update(schema_version=version))
     message = load_error(manifest_of(folder))
-    assert f"has schema_version {version!r}; this m7_runtime reads version 1" in message
+    assert f"has schema_version {version!r}; this m7_runtime reads versions 1, 2" in message
 
 
 def test_a_manifest_without_schema_version(folder: Path):
@@ -173,8 +173,8 @@ def test_a_manifest_without_schema_version(folder: Path):
     [
         (lambda text: text[: len(text) // 2], "cannot read manifest"),
         (lambda text: "[1, 2]", "is not a JSON object"),
-        (lambda text: text.replace('"features": [', '"features": "abc", "x": ['), "required field"),
-        (lambda text: text.replace('"step"', '"step", "step"', 1), "duplicated feature list"),
+        (lambda text: text.replace('"features": [', '"features": "abc", "x": ['), "field 'features' must be a list"),
+        (lambda text: text.replace('"step"', '"step", "step"', 1), "list of distinct names"),
     ],
     ids=["truncated", "not_an_object", "features_not_a_list", "duplicate_feature"],
 )
@@ -190,7 +190,9 @@ def test_an_artifact_path_outside_the_folder(folder: Path, tmp_path: Path):
     elsewhere.write_bytes((folder / f"{REC}.onnx").read_bytes())
     edit(folder, lambda raw: raw["flavors"]["tree"].update(file="../elsewhere.onnx"))
     message = load_error(manifest_of(folder))
-    assert "names '../elsewhere.onnx' for its tree flavor; an artifact must be a file beside its manifest" in message
+    assert (
+        "field 'flavors.tree.file' names '../elsewhere.onnx'; an artifact must be a file beside its manifest" in message
+    )
 
 
 def _without_metadata(data: bytes) -> bytes:
@@ -228,7 +230,7 @@ def test_bytes_that_are_not_onnx(folder: Path):
 
 
 def test_the_drop_in_logs_the_reason_and_returns_none(folder: Path, caplog):
-    edit(folder, lambda raw: raw.update(schema_version=2))
+    edit(folder, lambda raw: raw.update(schema_version=99))
     market7.clear_cache()
     try:
         with caplog.at_level(logging.ERROR, logger="m7_runtime.market7"):
@@ -236,7 +238,7 @@ def test_the_drop_in_logs_the_reason_and_returns_none(folder: Path, caplog):
     finally:
         market7.clear_cache()
     assert any(
-        r.getMessage().startswith("Failed to load recovery model:") and "schema_version 2" in r.getMessage()
+        r.getMessage().startswith("Failed to load recovery model:") and "schema_version 99" in r.getMessage()
         for r in caplog.records
     )
 
@@ -255,4 +257,6 @@ def test_m7onnx_verify_also_reports_an_edited_manifest(folder: Path):
     assert recheck(manifest_of(folder), n_random=50)["pass"]
     edit(folder, lambda raw: raw["features"].reverse())
     report = recheck(manifest_of(folder), n_random=50)
-    assert not report["pass"] and any("disagrees with" in p for p in report["problems"])
+    assert not report["pass"] and any(
+        p["code"] == "artifact_changed" and "disagrees with" in p["message"] for p in report["problems"]
+    )

@@ -33,7 +33,7 @@ def test_tensor_flavor_matches_the_pickle_and_the_tree_flavor(name: str, recorde
     bad = np.flatnonzero(np.abs(got.astype(np.float64) - y) > 1e-5 * np.maximum(1.0, np.abs(y)))
     assert bad.size == 0, [(int(i), got[i], y[i]) for i in bad[:5]]
     np.testing.assert_array_equal(got, tree.predict(X))
-    per_row = tensor.manifest.raw["flavors"]["tensor"]["bytes_per_row"]
+    per_row = tensor.manifest.flavors["tensor"].bytes_per_row
     monkeypatch.setitem(runtime_model.TENSOR_RUN_BYTES, "cpu", 17 * per_row)  # 17 rows per run
     assert tensor.rows_per_run("cpu") == 17
     np.testing.assert_array_equal(tensor.predict(X), got)

@@ -9,8 +9,12 @@ learn it and flatter small runs). Best of ``--repeats`` passes, flavors interlea
 tensor run whose intermediates would exceed ``--max-run-mb`` is skipped (null): without
 the runtime's chunking a 500-tree depth-6 GEMM on 32,768 rows needs over 13 GB.
 
-    python benchmarks/tensor_cpu.py                          # the grid in NOTES.md
-    python benchmarks/tensor_cpu.py --shapes 100x4 --rows-per-run 256,4096
+    python -m benchmarks.archive.tensor_cpu                  # the grid in NOTES.md
+    python -m benchmarks.archive.tensor_cpu --shapes 100x4 --rows-per-run 256,4096
+
+Research (archived): it produces no section of ``python -m benchmarks``'s report. Results
+go to ``benchmarks/archive/results/tensor_cpu.json``; the committed ``tensor_cpu_grid.json``
+and ``tensor_cpu_shallow.json`` there are two such runs, renamed.
 """
 
 from __future__ import annotations
