@@ -8,7 +8,6 @@ without a path; a closed pipe ends the command quietly.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import inspect
 import json
 import os
@@ -49,7 +48,13 @@ def _run_main(argv: list[str], tmp_path: Path, stdin: str | None = None) -> dict
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, input=stdin, timeout=120, env=_env(tmp_path)
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=120,
+        env=_env(tmp_path),
+        cwd=tmp_path,  # not the repository: its onnx/ folder of artifacts would shadow the onnx package
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1]) | {"err": proc.stderr}
@@ -132,7 +137,8 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path):
 
 
 def test_converter_commands_say_which_extra_they_need(tmp_path: Path):
-    if importlib.util.find_spec("onnx") is not None:
+    probe = subprocess.run([sys.executable, "-c", "import m7_convert.cli"], capture_output=True, cwd=tmp_path)
+    if probe.returncode == 0:
         pytest.skip("the converter's dependencies are installed here (the runtime-only CI environment runs this)")
     result = _run_main(["convert", str(tmp_path / "m.pkl"), "--out-dir", str(tmp_path)], tmp_path)
     assert result["rc"] == 2
