@@ -102,7 +102,9 @@ def _convert(args: argparse.Namespace) -> int:
             f"ok   {result.name}: {', '.join(p.name for p in result.paths)} "
             f"(parity on {rows} rows, max rel error {worst:.2e})"
         )
-        print(f"     {result.name}: policy from {result.policy_origin.describe()}")
+        recorded = result.manifest.policy_origin
+        inherited = f" (which took it from {recorded.describe()})" if recorded != result.policy_origin else ""
+        print(f"     {result.name}: policy from {result.policy_origin.describe()}{inherited}")
         for flavor, why in result.skipped.items():
             print(f"     {result.name}: no {flavor} flavor: {why}")
     return 1 if failures else 0

@@ -14,8 +14,8 @@ manifest. Models load once per process and folder, on first use, from ``model_di
 ``$M7_MODEL_DIR``, else the ``model_dir`` of the JSON config file at ``$M7_CONFIG`` (default
 ``~/.config/market7-onnx/config.json``), else the artifacts bundled with this package
 (:mod:`m7_runtime.locate`). A change of ``$M7_MODEL_DIR`` or ``$M7_CONFIG`` is followed at
-the next call; after changing ``$XDG_CONFIG_HOME``/``$HOME`` or the artifacts on disk, call
-:func:`clear_cache`.
+the next call; after changing ``$XDG_CONFIG_HOME``, ``$HOME`` or ``$M7_RELOAD_SECONDS``, call
+:func:`clear_cache` (replaced artifacts are picked up by live reload, or after it too).
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
+from . import reload
+from .errors import M7Error
 from .locate import bundled_dir, model_dir  # noqa: F401 (bundled_dir: re-exported with the lookup)
 from .model import Model, load
 
@@ -40,9 +44,11 @@ LEGACY = "xgb_model"
 
 _lock = threading.Lock()
 _models: dict[tuple[str, str], Model] = {}
+#: the models the drop-in functions use
+DROP_IN_MODELS = (RECOVERY, CONFIDENCE, SPEND, DCA_SPEND, SAFU, LEGACY)
 #: the environment variables get_model() keys its fast cache on: the two that choose the folder.
-#: $XDG_CONFIG_HOME and $HOME only locate the default config file; a change to them is seen
-#: after clear_cache().
+#: $XDG_CONFIG_HOME and $HOME only locate the default config file, and $M7_RELOAD_SECONDS is
+#: read when a model first loads: a change to those is seen after clear_cache().
 _ENV = ("M7_MODEL_DIR", "M7_CONFIG")
 _by_env: dict[tuple[Any, ...], Model] = {}
 
@@ -52,6 +58,9 @@ def _env_values() -> tuple[str | None, ...]:
     return tuple(map(os.environ.get, _ENV))
 
 
+_resolve_folder = model_dir  # for functions whose ``model_dir`` argument shadows it
+
+
 def get_model(name: str, directory: str | os.PathLike[str] | None = None) -> Model:
     """The named model from the resolved folder, loaded once per process (raises on failure).
 
@@ -59,7 +68,10 @@ def get_model(name: str, directory: str | os.PathLike[str] | None = None) -> Mod
     ~40 µs, eight times a prediction. So the model is also remembered under the argument and
     the values of ``$M7_MODEL_DIR`` and ``$M7_CONFIG``: a change to either resolves again,
     while the config file is read once per environment, and a change of ``$XDG_CONFIG_HOME``
-    or ``$HOME`` (which only locate the default config file) is seen after ``clear_cache()``.
+    or ``$HOME`` (which only locate the default config file) or of ``$M7_RELOAD_SECONDS``
+    (read when a model loads) is seen after ``clear_cache()``. Reading the environment
+    through ``os.environ`` costs about 10k instructions a call for the two variables (an
+    unset one raises and catches a KeyError inside); passing ``directory`` skips it.
     Relative folders are resolved on every call (they depend on the cwd).
     """
     fast_key = (name, directory) if directory else (name, None, *_env_values())
@@ -73,17 +85,52 @@ def get_model(name: str, directory: str | os.PathLike[str] | None = None) -> Mod
         with _lock:
             model = _models.get(key)
             if model is None:
-                model = _models[key] = load(folder / f"{name}.manifest.json", provider="cpu")
+                model = _models[key] = load(
+                    folder / f"{name}.manifest.json",
+                    provider="cpu",
+                    reload_seconds=reload.env_seconds(os.environ.get("M7_RELOAD_SECONDS")),
+                )
     if folder.is_absolute():
         _by_env[fast_key] = model
     return model
 
 
 def clear_cache() -> None:
-    """Forget loaded models (for tests, or after replacing artifacts on disk)."""
+    """Forget loaded models (for tests, or after replacing artifacts on disk without live reload)."""
     with _lock:
+        for model in _models.values():
+            model.close()
         _models.clear()
         _by_env.clear()
+
+
+def preload(
+    model_dir: str | os.PathLike[str] | None = None, *, names: tuple[str, ...] = DROP_IN_MODELS
+) -> dict[str, Model]:
+    """Load, verify and run once every model the drop-ins use; raise one M7Error listing every problem.
+
+    Call it when the bot starts. The drop-ins never raise (the map's callers do
+    ``predict_recovery_odds(inds) or 0.0``), so without it a wrong model folder or a broken
+    artifact means every prediction logs and returns None, and the bot trades on 0.0 odds
+    forever. With it, the bot stops at start-up with one message naming each missing or bad
+    artifact. The models stay loaded for the drop-ins (same folder resolution as theirs).
+    """
+    folder = _resolve_folder(model_dir)
+    models: dict[str, Model] = {}
+    problems = []
+    for name in names:
+        try:
+            model = get_model(name, model_dir)
+            model.predict(np.zeros((1, len(model.feature_names)), dtype=np.float32))  # sessions load, graphs run
+            models[name] = model
+        except Exception as exc:
+            problems.append(f"{name}: {exc}")
+    if problems:
+        raise M7Error(
+            f"{len(problems)} of the {len(names)} models the drop-ins use cannot be used (model folder {folder}):\n  "
+            + "\n  ".join(problems)
+        )
+    return models
 
 
 def _predict(

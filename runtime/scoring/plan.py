@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class PlannedModel:
     name: str
     manifest: Path
-    outputs: tuple[str, ...]  # output column(s): NAME, or NAME_0..NAME_{k-1} for k class probabilities
+    outputs: tuple[str, ...]  # NAME; NAME_0..NAME_{k-1} for k class probabilities; NAME_TARGET for named targets
     fed: tuple[tuple[str, str], ...] = ()  # (feature, model whose output feeds it)
 
 
@@ -145,7 +145,8 @@ def make_plan(
         raise M7Error(f"--keep names column(s) {unknown} that the input does not have; it has {list(columns)}")
     planned = {}
     for name, m in manifests.items():
-        outputs = (name,) if m.n_outputs == 1 else tuple(f"{name}_{i}" for i in range(m.n_outputs))
+        names = m.output.targets or range(m.n_outputs)  # several targets by name, class probabilities by index
+        outputs = (name,) if m.n_outputs == 1 else tuple(f"{name}_{t}" for t in names)
         clash = [c for c in outputs if c in kept]
         if clash:
             raise M7Error(
