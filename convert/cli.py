@@ -1,4 +1,4 @@
-"""``m7onnx convert`` and ``m7onnx verify``. Registered explicitly by ``m7_runtime.cli``."""
+"""``m7onnx convert`` and ``m7onnx verify``: their arguments and commands (registered by ``m7_runtime.cli``)."""
 
 from __future__ import annotations
 
@@ -15,27 +15,26 @@ from .errors import ParityError
 from .tune import TensorPlan, report_json
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "convert",
-        help="convert pickled/JSON XGBoost models into verified ONNX artifacts",
-        description="Convert each SRC into NAME.onnx (+ NAME.tensor.onnx, NAME.tensor-cpu.onnx) and "
-        "NAME.manifest.json. An artifact is "
-        "written only if it predicts what the source predicts on random, NaN and split-threshold rows.",
+def add_convert_arguments(p: argparse.ArgumentParser) -> None:
+    """``m7onnx convert``'s arguments, on the parser ``m7_runtime.cli`` made for it."""
+    p.description = (
+        "Convert each SRC into NAME.onnx (+ NAME.tensor.onnx, NAME.tensor-cpu.onnx) and NAME.manifest.json. "
+        "An artifact is "
+        "written only if it predicts what the source predicts on random, NaN and split-threshold rows."
     )
     p.add_argument("sources", nargs="+", type=Path, metavar="SRC", help=".pkl/.joblib pickle or xgboost .json/.ubj")
-    p.add_argument("--out-dir", type=Path, required=True, help="folder for the artifacts")
-    p.add_argument("--name", help="artifact name (one SRC only; default: the spec's name or the file stem)")
+    p.add_argument("--out-dir", type=Path, required=True, help="folder for the artifacts (created if missing)")
+    p.add_argument("--name", help="artifact name (one SRC only; default: the spec's name, else the file stem)")
     choices = [*flavor_names(), "all"]
     p.add_argument(
         "--flavor",
         choices=choices,
         default="all" if "tensor" in choices else "tree",
-        help="which ONNX flavor(s) to write",
+        help="which ONNX flavor(s) to write (default: %(default)s)",
     )
     p.add_argument("--spec", type=Path, help="model spec TOML (default: spec.toml beside each source, if any)")
-    p.add_argument("--missing", type=float, help="missing-value sentinel for native .json/.ubj files (default NaN)")
-    p.add_argument("--rows", type=int, default=2000, help="random probe rows for verification (default 2000)")
+    p.add_argument("--missing", type=float, help="missing-value sentinel for native .json/.ubj files (default: NaN)")
+    p.add_argument("--rows", type=int, default=2000, help="random probe rows for verification (default: %(default)s)")
     p.add_argument(
         "--tune",
         action=argparse.BooleanOptionalAction,
@@ -50,24 +49,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--trust-pickle",
         action="store_true",
-        help="DANGEROUS: let the pickle import globals outside the allow-list (runs code from the file)",
+        help="DANGEROUS: let the pickle import globals outside the allow-list (runs code from the file; default: off)",
     )
     p.set_defaults(run=_convert)
 
-    v = sub.add_parser(
-        "verify",
-        help="re-check artifacts against their source models (for CI after retraining)",
-        description="Re-verify each manifest (or every manifest in DIR) against its source model: artifact hashes, "
+
+def add_verify_arguments(p: argparse.ArgumentParser) -> None:
+    """``m7onnx verify``'s arguments, on the parser ``m7_runtime.cli`` made for it."""
+    p.description = (
+        "Re-verify each manifest (or every manifest in DIR) against its source model: artifact hashes, "
         "source hash, and parity on fresh probe rows. Each problem has a stable code (missing_file, schema, "
         "artifact_changed, source_unreadable, source_changed, parity). Exit status: 0 all good; 3 only "
-        "source_changed (a retrained model: re-convert and commit); 1 any other problem; 2 usage error.",
+        "source_changed (a retrained model: re-convert and commit); 1 any other problem; 2 usage error."
     )
-    v.add_argument("target", type=Path, metavar="MANIFEST|DIR")
-    v.add_argument("--source", type=Path, help="source model (default: the path recorded in the manifest)")
-    v.add_argument("--json", action="store_true", help="print a JSON report")
-    v.add_argument("--rows", type=int, default=2000, help="random probe rows (default 2000)")
-    v.add_argument("--trust-pickle", action="store_true", help="see convert --trust-pickle")
-    v.set_defaults(run=_verify)
+    p.add_argument("target", type=Path, metavar="MANIFEST|DIR", help="a manifest, or a folder of manifests")
+    p.add_argument("--source", type=Path, help="source model (default: the path recorded in the manifest)")
+    p.add_argument("--json", action="store_true", help="print a JSON report (default: one line per model)")
+    p.add_argument("--rows", type=int, default=2000, help="random probe rows for parity (default: %(default)s)")
+    p.add_argument("--trust-pickle", action="store_true", help="see convert --trust-pickle (default: off)")
+    p.set_defaults(run=_verify)
+
+
+#: m7onnx's converter commands: name -> what adds its arguments (m7_runtime.cli lists and registers them)
+COMMANDS = {"convert": add_convert_arguments, "verify": add_verify_arguments}
 
 
 def _warn_trust(args: argparse.Namespace) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,11 +19,12 @@ from m7_runtime.parity import REL_TOL, TOLERANCE_TEXT, Parity
 from m7_runtime.policy import InputPolicy
 
 from . import graph, tune
+from .booster_json import from_booster_json
 from .emit_tensor import emit_tensor
 from .emit_tree import emit_tree
 from .errors import ConvertError, ParityError, UnsupportedModelError
-from .ir import Forest, from_booster_json
-from .load import Source, load_source
+from .ir import Forest
+from .load import Source, load_source, source_from_object
 from .spec import ModelSpec, resolve
 from .tune import flavor_facts
 from .verify import FlavorReport, onnx_predict, probes, verify_graph, xgboost_predict
@@ -65,14 +67,18 @@ class Conversion:
 
 
 def task_of(source: Source, forest: Forest) -> str:
-    """What the caller reads from the model (DESIGN.md, "Output semantics")."""
-    if forest.n_groups > 1:
+    """What the caller reads from the model (DESIGN.md, "Output semantics").
+
+    Several outputs are class probabilities (multiclass), one probability per label
+    (multilabel: a classifier trained on several binary targets), or several regression
+    targets (several quantiles, multi-target regression).
+    """
+    if forest.objective.task == "multiclass":
         return "multiclass"
-    if source.estimator == "classifier":
-        return "binary"
-    if source.estimator == "regressor":
-        return "regression"
-    return forest.objective.task
+    binary = source.estimator == "classifier" or (source.estimator != "regressor" and forest.objective.task == "binary")
+    if forest.n_outputs > 1:
+        return "multilabel" if binary else "regression"
+    return "binary" if binary else "regression"
 
 
 def build_forest(source: Source, spec: ModelSpec | None) -> tuple[Forest, tuple[str, ...]]:
@@ -160,7 +166,7 @@ def _plan(
 
 
 def convert(
-    source_path: str | Path,
+    source_path: str | os.PathLike[str] | Any,
     *,
     out_dir: str | Path,
     name: str | None = None,
@@ -172,7 +178,11 @@ def convert(
     seed: int = 0,
     tune: bool | None = None,
 ) -> Conversion:
-    """Convert one model file; write artifacts only if every flavor passes parity.
+    """Convert one model (a file, or an in-memory model); write artifacts only if every flavor passes parity.
+
+    ``source_path``: a pickle or xgboost ``.json``/``.ubj`` file, or an in-memory xgboost
+    ``Booster``, xgboost sklearn estimator or scikit-learn ``Pipeline`` ending in one (then
+    ``name`` is required; it is read through the same allow-list as a file).
 
     ``flavors``: ``"all"`` (every flavor that can represent the model: the tree flavor,
     the tensor flavor unless a Pipeline's preprocessing needs ai.onnx.ml operators, and the
@@ -187,9 +197,15 @@ def convert(
     Raises :class:`ParityError` (with the report of the worst rows) when a flavor disagrees
     with xgboost beyond ``|onnx - ref| <= 1e-5 * max(1, |ref|)``; nothing is written then.
     """
-    source_path = Path(source_path)
     out_dir = Path(out_dir)
-    source = load_source(source_path, trust_pickle=trust_pickle, missing=missing)
+    if isinstance(source_path, (str, os.PathLike)):
+        source_path = Path(source_path)
+        source = load_source(source_path, trust_pickle=trust_pickle, missing=missing)
+    elif not name:
+        raise ConvertError(f"converting an in-memory {type(source_path).__name__} needs name= (the artifact's name)")
+    else:
+        source = source_from_object(source_path, trust_pickle=trust_pickle, missing=missing)
+        source_path = None
     spec, origin = resolve(source_path, name=name, spec_path=Path(spec_path) if spec_path else None, out_dir=out_dir)
     forest, features = build_forest(source, spec)
     name = name or (spec.name if spec else source_path.name.split(".")[0])
@@ -212,7 +228,7 @@ def convert(
         source=source_info(source, forest, task=task, out_dir=out_dir),
         parity=Parity(TOLERANCE_TEXT, REL_TOL, {}, {}, passed=False),
         description=spec.description if spec else "",
-        output=OutputSpec(graph.OUTPUT, forest.objective.meaning, forest.n_outputs),
+        output=OutputSpec(graph.OUTPUT, forest.objective.meaning, forest.n_outputs, forest.targets),
         input_name=graph.INPUT,
         missing=None if np.isnan(forest.missing) else float(forest.missing),
         skipped_flavors=skipped,
@@ -221,6 +237,7 @@ def convert(
         split_ranges={}
         if source.preprocessor is not None
         else {k: SplitRange(**v) for k, v in forest.split_ranges().items()},
+        categories={k: v for k, v in forest.category_values.items() if k in features},
         converter=library_versions(),
     )
     contract = draft.contract()

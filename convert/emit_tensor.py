@@ -53,6 +53,9 @@ import onnx
 from onnx import TensorProto, helper
 
 from . import graph, tensor_layouts
+from .categories import membership
+from .emit_linear import STRATEGY as LINEAR
+from .emit_linear import emit_linear
 from .errors import ConvertError
 from .ir import Forest, Tree
 from .tensor_memory import bytes_per_row  # noqa: F401  (re-exported: benchmarks and tests import it from here)
@@ -128,41 +131,40 @@ class _Compact:
 
 
 def _zero_tree() -> Tree:
-    one = np.zeros(1, np.int32)
-    return Tree(one - 1, one - 1, one, np.zeros(1, np.float32), np.zeros(1, bool), np.zeros(1, np.float32))
+    return Tree.leaf(0.0)
 
 
 def _compact(t: Tree, n_features: int) -> _Compact:
-    order = t.reachable()
-    renumber = np.full(t.n_nodes, -1, dtype=np.int64)
-    renumber[order] = np.arange(len(order))
-    leaf = t.is_leaf[order]
-    feature = t.feature[order].astype(np.int64)
-    threshold = t.threshold[order].astype(np.float32)
-    default_left = t.default_left[order]
+    c = t.compact()
+    leaf = c.is_leaf
+    feature = c.feature.astype(np.int64)
+    threshold = c.threshold
+    default_left = c.default_left
     # column blocks: [0, F) NaN -> -inf, [F, 2F) NaN -> +inf, [2F, 3F) 1.0 present / 0.0 missing
     column = np.where(default_left, feature, n_features + feature)
     present_test = default_left & (threshold == np.float32(-np.inf))
     column = np.where(present_test, 2 * n_features + feature, column)
     threshold = np.where(present_test, np.float32(0.5), threshold)
     return _Compact(
-        left=np.where(leaf, -1, renumber[np.maximum(t.left[order], 0)]),
-        right=np.where(leaf, -1, renumber[np.maximum(t.right[order], 0)]),
+        left=c.left.astype(np.int64),
+        right=c.right.astype(np.int64),
         column=np.where(leaf, 0, column).astype(np.int64),
         threshold=np.where(leaf, np.float32(0), threshold).astype(np.float32),
-        value=np.where(leaf, t.weighted_leaf_values()[order], np.float32(0)).astype(np.float32),
+        value=c.weighted_leaf_values(),
     )
 
 
 def slots(forest: Forest) -> tuple[list[Tree], int]:
     """Trees in summation order: slot ``k * groups + g`` is the k-th tree of output group g.
 
-    Groups with fewer trees are padded with one-leaf trees of value 0 (adding +0.0 changes
-    no float32 sum). Returns the trees and K, the number of trees per group.
+    A vector-leaf tree counts as one tree in every group (its splits, that group's leaf
+    values). Groups with fewer trees are padded with one-leaf trees of value 0 (adding
+    +0.0 changes no float32 sum). Returns the trees and K, the number of trees per group.
     """
     per_group: list[list[Tree]] = [[] for _ in range(forest.n_groups)]
     for t in forest.trees:
-        per_group[t.group].append(t)
+        for g in range(forest.n_groups) if t.is_vector else (t.group,):
+            per_group[g].append(t.for_group(g))
     k = max(len(p) for p in per_group)
     return [p[i] if i < len(p) else _zero_tree() for i in range(k) for p in per_group], k
 
@@ -378,7 +380,7 @@ def _sum_cumsum(g: _Graph, tree_values: str, rows: str, forest: Forest, per_grou
     """
     last = g.const("last_tree", np.array(per_group - 1, np.int64))
     axis = g.const("tree_axis", np.array(0, np.int64))
-    if forest.n_groups == 1 and forest.objective.link not in ("softmax", "argmax"):
+    if forest.n_groups == 1 and forest.n_outputs == 1 and forest.objective.link not in ("softmax", "argmax"):
         return g.op("Gather", [g.op("CumSum", [tree_values, axis], "running_sum"), last], "margin", axis=0)
     kgn = g.op("Concat", [g.const("kg", np.array([per_group, forest.n_groups], np.int64)), rows], "kgn_shape", axis=0)
     values = g.op("Reshape", [tree_values, kgn], "kgn")
@@ -392,7 +394,15 @@ def emit_tensor(forest: Forest, *, strategy: str | None = None, summation: str =
     ``strategy`` overrides :func:`choose_strategy`; ``summation="cumsum"`` builds a CPU
     graph (one ``CumSum`` instead of the ordered ``Add`` chain, see the module docstring).
     Raises :class:`ConvertError` for an unknown strategy, or one that declines the forest.
+
+    A ``gblinear`` model has no trees: its graph (:mod:`.emit_linear`, standard operators
+    only) is the tensor flavor whatever the strategy. Categorical splits read membership
+    columns (:mod:`.categories`) appended to the input before the column blocks.
     """
+    if forest.linear is not None:
+        m = emit_linear(forest)
+        m.metadata_props.append(onnx.StringStringEntryProto(key=STRATEGY_KEY, value=LINEAR))
+        return m
     chosen = strategy or choose_strategy(forest)
     if chosen not in STRATEGY_FUNCTIONS:
         known = "; ".join(f"{k}: {v}" for k, v in STRATEGIES.items())
@@ -401,24 +411,31 @@ def emit_tensor(forest: Forest, *, strategy: str | None = None, summation: str =
         raise ConvertError(f"unknown summation {summation!r}; known: {', '.join(SUMMATIONS)}")
     if (why := declines(forest, chosen)) is not None:
         raise ConvertError(f"the {chosen} strategy cannot take this model: {why}")
-    trees, per_group = slots(forest)
-    compact = [_compact(t, forest.n_features) for t in trees]
+    cats = membership(forest, "x")  # categorical splits -> numerical splits on membership columns
+    numeric = cats.forest
+    trees, per_group = slots(numeric)
+    compact = [_compact(t, numeric.n_features) for t in trees]
     if summation == "cumsum":
         compact = _fold_base_margin(compact, forest)
-    present_block = any(bool(np.any(c.column >= 2 * forest.n_features)) for c in compact)
+    present_block = any(bool(np.any(c.column >= 2 * numeric.n_features)) for c in compact)
     g = _Graph()
     pre_nodes, pre_inits = graph.missing_to_nan(graph.INPUT, forest.missing, "x")
-    g.nodes.extend(pre_nodes)
-    g.inits.extend(pre_inits)
+    g.nodes.extend([*pre_nodes, *cats.nodes])
+    g.inits.extend(pre_inits + cats.initializers)
     lean = chosen in COMPLETE_STRATEGIES  # they need no -inf row, and read NaN as the raw input's NaN
     columns = _column_blocks(
-        g, "x", n_features=forest.n_features, present_block=present_block, raw_high=lean, always_left_row=not lean
+        g,
+        cats.output,
+        n_features=numeric.n_features,
+        present_block=present_block,
+        raw_high=lean,
+        always_left_row=not lean,
     )
     rows = g.op("Shape", ["x"], "rows", start=0, end=1)
     tree_values = STRATEGY_FUNCTIONS[chosen](g, columns, compact)
     sums = _sum_cumsum if summation == "cumsum" else _sum_in_tree_order
     margin = sums(g, tree_values, rows, forest, per_group)
-    link_nodes, link_inits = graph.link(forest.objective.link, margin, graph.OUTPUT)
+    link_nodes, link_inits = graph.link(forest.objective.link, margin, graph.OUTPUT, forest.n_outputs)
     m = graph.model(
         [*g.nodes, *link_nodes],
         g.inits + link_inits,

@@ -5,18 +5,14 @@ arguments the file chooses. This unpickler resolves globals through an allow-lis
 refuses anything else *before* it is called, naming it. XGBoost's own classes are never
 imported: they become inert stand-ins (:class:`Pickled`) that keep the state the pickle
 restores, so a pickle written by any xgboost version is read the same way whatever xgboost
-is installed (or none).
+is installed (or none). The allowed numpy and builtin globals, and what each accepts when
+called, are in :mod:`pickle_guards`.
 
-An allow-list of *names* is not enough on its own: some allowed numpy callables can
-forge memory when called with hostile arguments (``numpy.ndarray(shape, dtype=object,
-buffer=b"...")`` turns file bytes into object pointers; a dtype whose pickled state clears
-its "holds objects" flag does the same through ``frombuffer``; a structured dtype whose
-field offsets lie beyond its item size reads past the buffer). So the globals numpy
-pickles need are handed out as guarded wrappers that accept only what numpy itself
-writes, ``numpy.ndarray`` is an inert token (only ever an argument of ``_reconstruct``),
-every dtype and array state is checked before numpy applies it, and the few builtins that
-allocate by size take only materialized values. BUILD on a global (patching a class or
-function the process shares) is refused.
+A pickle is also a program that can be made to run long or large from a few bytes, so
+the unpickler runs on a budget (:class:`bounds.Limits`, proportional to the file size):
+operations, bytes materialized by calls, the tree size of what a ``__setstate__`` or the
+caller will walk, and the cost of hashing keys. The compressed containers joblib writes
+are decompressed as they are read, under a cap (:mod:`payload`).
 
 joblib's format is read natively (its array wrappers and compressed containers), so this
 module needs neither joblib nor xgboost. ``trust=True`` lifts the allow-list for a user
@@ -26,29 +22,21 @@ who must read a pickle with other globals in it: the file can then run any code.
 from __future__ import annotations
 
 import _compat_pickle
-import bz2
-import gzip
 import importlib
-import io
-import lzma
 import pickle
 import re
 import types
 import warnings
-import zlib
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 
+from . import pickle_guards as guards
+from .bounds import Limits, brief, one_line
 from .errors import SourceError, UnsafePickleError
-
-try:  # numpy >= 2 moved its core to numpy._core; pickles name either module
-    from numpy._core import multiarray as _np_multiarray
-    from numpy._core import numeric as _np_numeric
-except ImportError:  # numpy 1.x
-    from numpy.core import multiarray as _np_multiarray  # type: ignore[no-redef]
-    from numpy.core import numeric as _np_numeric  # type: ignore[no-redef]
+from .payload import Payload
+from .pickle_budget import Budget, footprint
+from .pickle_guards import NDARRAY, refuse
 
 
 class Pickled:
@@ -71,29 +59,6 @@ def _stand_in(qualname: str) -> type[Pickled]:
     return type(qualname.rsplit(".", 1)[-1], (Pickled,), {"qualname": qualname})
 
 
-class _Token:
-    """An inert value standing for a global that a pickle may name but must never call."""
-
-    __slots__ = ("qualname",)
-
-    def __init__(self, *, qualname: str) -> None:  # keyword-only: copyreg cannot re-run it on a token
-        object.__setattr__(self, "qualname", qualname)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"{self!r} is read-only")
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise _refuse(f"calls {self.qualname} directly, which can build an array over raw bytes")
-
-    def __repr__(self) -> str:
-        return f"<token {self.qualname}>"
-
-
-#: ``numpy.ndarray`` as a pickle names it: only the subtype argument of ``_reconstruct``
-#: (and joblib's ``subclass`` field). Calling the real class with a buffer forges memory.
-NDARRAY = _Token(qualname="numpy.ndarray")
-
-
 # xgboost classes: recorded, never imported. Every other xgboost global (a callback such as
 # EarlyStopping kept in the model's parameters) and every scikit-learn metric (an
 # ``eval_metric=mean_absolute_error`` kept the same way) becomes an inert stand-in too: the
@@ -108,6 +73,9 @@ _XGBOOST_CLASSES = {
     for cls in classes
 }
 _JOBLIB_WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+#: scikit-learn modules never imported for a pickle: test and build helpers run code at import
+_SKLEARN_SKIP = {"tests", "conftest", "_testing", "_mocking", "estimator_checks", "_build_utils", "externals"}
 
 
 def _python3_name(module: str, name: str) -> tuple[str, str]:
@@ -115,148 +83,6 @@ def _python3_name(module: str, name: str) -> tuple[str, str]:
     if (module, name) in _compat_pickle.NAME_MAPPING:
         return _compat_pickle.NAME_MAPPING[(module, name)]
     return _compat_pickle.IMPORT_MAPPING.get(module, module), name
-
-
-def _refuse(what: str) -> UnsafePickleError:
-    return UnsafePickleError(f"the pickle {what}; refused before it took effect (a hostile or corrupted file?)")
-
-
-# ---- guarded stand-ins for the globals numpy and Python's own pickles need ------------------
-
-
-def _checked_dtype(value: Any, *, what: str = "a dtype") -> np.dtype:
-    """A plain (non-structured) dtype whose flags and size are what numpy computes for it.
-
-    Models never need structured dtypes; refusing them removes field offsets (which numpy
-    does not bound-check when they come from a pickled state) and object fields hidden
-    inside a record.
-    """
-    if isinstance(value, np.dtype):
-        dt = value
-    elif isinstance(value, str) or (isinstance(value, type) and issubclass(value, np.generic)):
-        try:
-            dt = np.dtype(value)
-        except (TypeError, ValueError) as exc:
-            raise _refuse(f"gives {what} numpy cannot read ({value!r}: {exc})") from exc
-    else:
-        raise _refuse(f"gives {what} as a {type(value).__name__} ({value!r:.80}); only type strings are accepted")
-    if dt.names is not None or dt.subdtype is not None:
-        raise _refuse(f"uses a structured or sub-array dtype {dt!r}, which no supported model needs")
-    try:
-        canon = np.dtype(dt.str)
-    except (TypeError, ValueError) as exc:
-        raise _refuse(f"holds an inconsistent dtype {dt!r}") from exc
-    if canon != dt or canon.itemsize != dt.itemsize or canon.flags != dt.flags or canon.hasobject != dt.hasobject:
-        raise _refuse(
-            f"holds a dtype {dt.str!r} whose state disagrees with numpy's own "
-            f"(itemsize {dt.itemsize} vs {canon.itemsize}, flags {dt.flags} vs {canon.flags})"
-        )
-    return dt
-
-
-def _make_dtype(obj: Any, align: Any = False, copy: Any = True) -> np.dtype:
-    """``numpy.dtype`` as pickles call it: ``dtype('f8', False, True)``; always a fresh copy."""
-    if not isinstance(obj, str):
-        raise _refuse(f"builds a dtype from a {type(obj).__name__} ({obj!r:.80}); numpy pickles give a type string")
-    try:
-        dt = np.dtype(obj, bool(align), True)
-    except (TypeError, ValueError) as exc:
-        raise _refuse(f"builds a dtype from {obj!r}, which numpy cannot read ({exc})") from exc
-    return _checked_dtype(dt)
-
-
-def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
-    """``numpy...multiarray._reconstruct``: numpy always writes ``(ndarray, (0,), b'b')``."""
-    if subtype is not NDARRAY:
-        raise _refuse(f"reconstructs an array of subtype {subtype!r}; only numpy.ndarray is allowed")
-    if not (isinstance(shape, tuple) and all(type(s) is int for s in shape) and 0 in shape):
-        raise _refuse(f"reconstructs an array with shape {shape!r}; numpy writes an empty placeholder")
-    if isinstance(dtype, (bytes, bytearray)):
-        dtype = bytes(dtype).decode("latin-1")
-    return _np_multiarray._reconstruct(np.ndarray, shape, _checked_dtype(dtype))
-
-
-def _scalar(dtype: Any, obj: Any = None) -> Any:
-    """``numpy...multiarray.scalar``: a numpy scalar from its dtype and raw bytes."""
-    dt = _checked_dtype(dtype)
-    if dt.hasobject:
-        raise _refuse("builds a numpy scalar of object dtype, which numpy never writes")
-    if obj is not None and not isinstance(obj, (bytes, str)):
-        raise _refuse(f"builds a numpy scalar from a {type(obj).__name__}; numpy writes bytes")
-    return _np_multiarray.scalar(dt) if obj is None else _np_multiarray.scalar(dt, obj)
-
-
-def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
-    """``numpy...numeric._frombuffer`` (protocol 5 arrays): raw bytes of a plain dtype."""
-    dt = _checked_dtype(dtype)
-    if dt.hasobject:
-        raise _refuse("builds an object array from raw bytes")
-    if not isinstance(buf, (bytes, bytearray, memoryview, pickle.PickleBuffer)):
-        raise _refuse(f"builds an array from a {type(buf).__name__} buffer")
-    if order not in ("C", "F", "A", "K"):
-        raise _refuse(f"builds an array with order {order!r}")
-    return _np_numeric._frombuffer(buf, dt, shape, order)
-
-
-def _sized(kind: type) -> Callable[..., Any]:
-    """``bytes``/``bytearray`` from bytes (protocol 3-4) or latin-1 text (protocol 2), never from a size.
-
-    ``bytearray(10**10)`` would allocate and zero 10 GB from a 20-byte file.
-    """
-
-    def build(source: Any = b"", *args: Any) -> Any:
-        if not isinstance(source, (bytes, bytearray, str)):
-            raise _refuse(f"calls {kind.__name__} with a {type(source).__name__}; pickles give its bytes")
-        return kind(source, *args)
-
-    build.__name__ = build.__qualname__ = kind.__name__
-    return build
-
-
-def _collection(kind: type) -> Callable[..., Any]:
-    def build(items: Any = ()) -> Any:
-        if not isinstance(items, (list, tuple, set, frozenset)):
-            raise _refuse(f"calls {kind.__name__} with a {type(items).__name__}; pickles give a list")
-        return kind(items)
-
-    build.__name__ = build.__qualname__ = kind.__name__
-    return build
-
-
-_MULTIARRAY = {"_reconstruct": _reconstruct, "scalar": _scalar}
-_NUMERIC = {"_frombuffer": _frombuffer}
-
-#: Globals resolved to guarded wrappers or tokens instead of the real object.
-_GUARDED: dict[str, Any] = {
-    "builtins.bytes": _sized(bytes),
-    "builtins.bytearray": _sized(bytearray),
-    "builtins.set": _collection(set),
-    "builtins.frozenset": _collection(frozenset),
-    "numpy.dtype": _make_dtype,
-    "numpy.ndarray": NDARRAY,
-    **{f"numpy.{core}.multiarray.{k}": v for core in ("core", "_core") for k, v in _MULTIARRAY.items()},
-    **{f"numpy.{core}.numeric.{k}": v for core in ("core", "_core") for k, v in _NUMERIC.items()},
-}
-
-#: Globals resolved to the real object: constructors that only store what they are given.
-#: Deliberately absent: anything that reads files or runs code (``numpy.load``,
-#: ``numpy.fromfile``, ``builtins.getattr``/``eval``/``open``...), and ``builtins.range``
-#: (lazy, it lets a few bytes expand into gigabytes through ``set``/``numpy`` calls).
-_ALLOWED: dict[str, frozenset[str]] = {
-    "builtins": frozenset({"complex", "slice", "object"}),
-    "collections": frozenset({"OrderedDict"}),
-    "copyreg": frozenset({"_reconstructor"}),
-    "_codecs": frozenset({"encode"}),
-    "numpy": frozenset({"bool_", "float32", "float64", "int32", "int64", "str_"}),
-    "numpy.random._pickle": frozenset({"__randomstate_ctor", "__bit_generator_ctor", "__generator_ctor"}),
-    "numpy.random.mtrand": frozenset({"RandomState"}),
-    "numpy.random._mt19937": frozenset({"MT19937"}),
-    "numpy.random._pcg64": frozenset({"PCG64"}),
-}
-
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-#: scikit-learn modules never imported for a pickle: test and build helpers run code at import
-_SKLEARN_SKIP = {"tests", "conftest", "_testing", "_mocking", "estimator_checks", "_build_utils", "externals"}
 
 
 def _sklearn_estimator(module: str, name: str) -> type | None:
@@ -289,28 +115,43 @@ def _inert(module: str) -> bool:
     return top[0] == "xgboost" or top[:2] == ["sklearn", "metrics"]
 
 
-def _allowed(module: str, name: str) -> Any:
-    qualname = f"{module}.{name}"
-    if qualname in _GUARDED:
-        return _GUARDED[qualname]
-    if name in _ALLOWED.get(module, ()):
-        return getattr(importlib.import_module(module), name)
-    return None
-
-
-_GLOBALS = (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.ModuleType, _Token)
+_GLOBALS = (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.ModuleType, guards._Token)
 
 
 class SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler lets us hook its opcodes
-    dispatch: ClassVar[dict] = dict(pickle._Unpickler.dispatch)
+    dispatch: ClassVar[dict] = {}
 
-    def __init__(self, file: io.BytesIO, *, trust: bool = False) -> None:
+    def __init__(self, file: Payload, *, budget: Budget, trust: bool = False) -> None:
         super().__init__(file)
         self.raw_file = file  # joblib writes array bytes between pickle frames
-        self.size = len(file.getbuffer())
+        self.budget = budget
         self.trust = trust
         self.seen: set[str] = set()
         self.trusted: set[str] = set()  # globals resolved only because trust=True
+        self.estimators: set[type] = set()  # scikit-learn classes handed out: their constructors only store
+
+    def load(self) -> Any:
+        """The standard loop (``pickle._Unpickler.load``), counting every operation against the budget."""
+        self._unframer = pickle._Unframer(self._file_read, self._file_readline)  # type: ignore[attr-defined]
+        self.read = self._unframer.read
+        self.readinto = self._unframer.readinto
+        self.readline = self._unframer.readline
+        self.metastack = []
+        self.stack: list[Any] = []
+        self.append = self.stack.append
+        self.proto = 0
+        read, dispatch, budget = self.read, self.dispatch, self.budget
+        try:
+            while True:
+                key = read(1)
+                if not key:
+                    raise EOFError
+                budget.ops += 1
+                if budget.ops > budget.max_ops:
+                    budget.op()  # raises, with the message
+                dispatch[key[0]](self)
+        except pickle._Stop as stop:  # type: ignore[attr-defined]
+            return stop.value
 
     def find_class(self, module: str, name: str) -> Any:
         written = f"{module}.{name}"
@@ -319,11 +160,11 @@ class SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler lets us hoo
         self.seen.add(qualname)
         if qualname in _XGBOOST_CLASSES or qualname == _JOBLIB_WRAPPER or _inert(module):
             return _stand_in(qualname)
-        allowed = _allowed(module, name)
-        if allowed is not None:
-            return allowed
+        if qualname in guards.ALLOWED:
+            return guards.ALLOWED[qualname][0]
         estimator = _sklearn_estimator(module, name)
         if estimator is not None:
+            self.estimators.add(estimator)
             return estimator
         if self.trust:
             self.trusted.add(qualname)
@@ -343,162 +184,218 @@ class SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler lets us hoo
             raise pickle.UnpicklingError(f"unregistered extension code {code}")
         self.append(self.find_class(*key))
 
+    # ---- calls: every one checked against the allow-list's rule for that callable ----------
+
+    def _call(self, func: Any, args: Any, kwargs: Any = None, *, new: bool = False) -> Any:
+        if not isinstance(args, tuple) or (kwargs is not None and not isinstance(kwargs, dict)):
+            raise refuse(f"calls {brief(func)} with arguments {brief(args)}, not a tuple")
+        kwargs = kwargs or {}
+        if isinstance(func, guards._Token):
+            func()  # raises, naming it
+        try:
+            check = guards.CALLS.get(func)
+        except TypeError:  # unhashable: nothing the allow-list hands out
+            check = None
+        if check is not None:
+            check(args, kwargs)
+        elif not (isinstance(func, type) and (issubclass(func, Pickled) or func in self.estimators)) and not self.trust:
+            # stand-ins and scikit-learn constructors only store their arguments; under trust, anything goes
+            raise refuse(f"calls {brief(func)}, which the allow-list does not let a pickle call")
+        if new:
+            if not isinstance(func, type):
+                raise refuse(f"creates an object of {brief(func)}, which is not a class")
+            result = func.__new__(func, *args, **kwargs)
+        else:
+            result = func(*args, **kwargs)
+        self.budget.charge(footprint(result), func)
+        return result
+
+    def load_reduce(self) -> None:
+        args = self.stack.pop()
+        self.stack[-1] = self._call(self.stack[-1], args)
+
+    def _instantiate(self, klass: Any, args: list) -> None:
+        """INST and OBJ: ``klass(*args)``, or ``klass.__new__(klass)`` without arguments."""
+        if args or not isinstance(klass, type) or hasattr(klass, "__getinitargs__"):
+            self.append(self._call(klass, tuple(args)))
+        else:
+            self.append(self._call(klass, (), new=True))
+
+    def load_newobj(self) -> None:
+        """NEWOBJ: ``cls.__new__(cls, *args)`` only for a real class (never the ndarray token)."""
+        args = self.stack.pop()
+        self.stack[-1] = self._call(self.stack[-1], args, new=True)
+
+    def load_newobj_ex(self) -> None:
+        kwargs = self.stack.pop()
+        args = self.stack.pop()
+        self.stack[-1] = self._call(self.stack[-1], args, kwargs, new=True)
+
+    # ---- state: BUILD ---------------------------------------------------------------------
+
     def load_build(self) -> None:
         """BUILD: never on a global; dtype and array states checked; joblib arrays read after it."""
         state, inst = self.stack[-1], self.stack[-2]
         if isinstance(inst, _GLOBALS):
             name = getattr(inst, "qualname", None) or getattr(inst, "__qualname__", type(inst).__name__)
-            raise _refuse(f"sets the state of the global {name!r}, which would change it for the whole process")
+            raise refuse(f"sets the state of the global {name!r}, which would change it for the whole process")
+        level = None
         if isinstance(inst, np.dtype):
-            self.stack[-1] = _dtype_state(inst, state)
+            self.stack[-1] = guards.dtype_state(inst, state)
         elif isinstance(inst, np.ndarray):
-            _check_array_state(state)
+            if id(inst) in self.budget.levels:
+                raise refuse("sets the state of an array twice, which numpy never does")
+            level = guards.array_state(state, self.budget.levels, max_nesting=self.budget.limits.array_nesting)
+        elif not isinstance(inst, Pickled):  # a __setstate__ may walk what it is given
+            self.budget.expanded(state, "an object state", instances=False)
         super().load_build()
+        if level is not None:
+            self.budget.levels[id(inst)] = (inst, level)
+            self.budget.charge(inst.nbytes, "an array state")
         if isinstance(inst, np.dtype):
-            _checked_dtype(inst)
+            guards.checked_dtype(inst)
         top = self.stack[-1]
         if isinstance(top, Pickled) and top.qualname == _JOBLIB_WRAPPER:
             self.stack[-1] = _read_joblib_array(self, top.state)
 
-    def load_newobj(self) -> None:
-        """NEWOBJ: ``cls.__new__(cls, *args)`` only for a real class (never the ndarray token)."""
-        _check_newobj(self.stack[-2])
-        super().load_newobj()
+    # ---- containers: keys are hashed, so their cost is bounded ------------------------------
 
-    def load_newobj_ex(self) -> None:
-        _check_newobj(self.stack[-3])
-        super().load_newobj_ex()
+    def _check_keys(self, container: Any, keys: Any) -> None:
+        for key in keys:
+            guards.check_key(key)
+            if isinstance(key, (tuple, frozenset)):
+                self.budget.collide(container, hash(key))
+
+    def load_setitem(self) -> None:
+        if not isinstance(self.stack[-3], dict):
+            raise refuse(f"sets an item of {brief(self.stack[-3])}; pickles set items of dicts only")
+        self._check_keys(self.stack[-3], (self.stack[-2],))
+        super().load_setitem()
+
+    def load_setitems(self) -> None:
+        items = self.stack
+        target = self.metastack[-1][-1] if self.metastack and self.metastack[-1] else None
+        if not isinstance(target, dict):
+            raise refuse(f"sets items of {brief(target)}; pickles set items of dicts only")
+        self._check_keys(target, items[0::2])
+        super().load_setitems()
+
+    def load_dict(self) -> None:
+        self._check_keys(self.stack, self.stack[0::2])
+        super().load_dict()
+
+    def load_additems(self) -> None:
+        target = self.metastack[-1][-1] if self.metastack and self.metastack[-1] else None
+        if not isinstance(target, (set, frozenset)):
+            raise refuse(f"adds items to {brief(target)}; pickles add items to sets only")
+        self._check_keys(target, self.stack)
+        super().load_additems()
+
+    def load_frozenset(self) -> None:
+        self._check_keys(self.stack, self.stack)
+        super().load_frozenset()
 
     def load_bytearray8(self) -> None:
-        """BYTEARRAY8 allocates its length before reading: refuse one longer than the file."""
+        """BYTEARRAY8 allocates its length before reading: refuse one longer than what is left.
+
+        Outside a frame (where a large one, such as a booster's model bytes, always is) the
+        bytes are read straight into the bytearray: the standard path reads them into a
+        bytes object first and copies that, holding the largest item twice.
+        """
         (n,) = pickle.unpack("<Q", self.read(8))  # type: ignore[attr-defined]
-        if n > self.size:
-            raise _refuse(f"declares a bytearray of {n} bytes in a file of {self.size}")
+        left_in_frame = _unread(self._unframer.current_frame)
+        self.raw_file.check(n, "a bytearray", extra=left_in_frame)
         b = bytearray(n)
-        self.readinto(b)
+        if left_in_frame:
+            self.readinto(b)
+        else:
+            self._unframer.current_frame = None
+            if self.raw_file.readinto(b) != n:
+                raise pickle.UnpicklingError("pickle exhausted inside a bytearray")
         self.append(b)
 
-    dispatch[pickle.BUILD[0]] = load_build
-    dispatch[pickle.NEWOBJ[0]] = load_newobj
-    dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
-    dispatch[pickle.BYTEARRAY8[0]] = load_bytearray8
+
+# the overrides above replace the standard handlers
+SafeUnpickler.dispatch = {
+    code: getattr(SafeUnpickler, handler.__name__, handler) for code, handler in pickle._Unpickler.dispatch.items()
+}
 
 
-def _check_newobj(cls: Any) -> None:
-    if isinstance(cls, _Token):
-        cls()  # raises, naming it
-    if not isinstance(cls, type):
-        raise _refuse(f"creates an object of {cls!r}, which is not a class")
-
-
-def _dtype_state(inst: np.dtype, state: Any) -> tuple:
-    """A dtype's pickled state, refused if structured; its flags replaced by numpy's own."""
-    if not (isinstance(state, tuple) and len(state) in (8, 9) and state[0] in (3, 4)):
-        raise _refuse(f"sets a dtype state numpy does not write ({state!r:.120})")
-    if state[2] is not None or state[3] is not None or state[4] is not None:
-        raise _refuse("sets a structured or sub-array dtype state, which no supported model needs")
-    if not isinstance(state[1], str) or state[1] not in "<>|=" or len(state[1]) != 1:
-        raise _refuse(f"sets a dtype byte order {state[1]!r}")
-    if len(state) == 9 and state[8] is not None and not isinstance(state[8], (dict, tuple)):
-        raise _refuse(f"sets dtype metadata of type {type(state[8]).__name__}")
-    # The flags say whether items are object pointers: numpy takes them from the file as
-    # they are, so a cleared flag would let raw bytes become pointers. Keep numpy's own.
-    return (*state[:7], inst.flags, *state[8:])
-
-
-def _check_array_state(state: Any) -> None:
-    """``ndarray.__setstate__((version, shape, dtype, is_fortran, data))``: a plain dtype only."""
-    if not (isinstance(state, tuple) and len(state) in (4, 5)):
-        raise _refuse(f"sets an array state numpy does not write ({type(state).__name__} of length {len(state)})")
-    _checked_dtype(state[-3], what="an array dtype")
-    if not isinstance(state[-1], (list, bytes, bytearray, str, pickle.PickleBuffer)):
-        raise _refuse(f"sets array data from a {type(state[-1]).__name__}")
+def _unread(frame: Any) -> int:
+    """Bytes left in the unpickler's current frame (a BytesIO), which the file no longer counts."""
+    if not frame:
+        return 0
+    here = frame.tell()
+    end = frame.seek(0, 2)
+    frame.seek(here)
+    return end - here
 
 
 def _read_joblib_array(unpickler: SafeUnpickler, wrapper: Any) -> np.ndarray:
     if not isinstance(wrapper, dict):
-        raise SourceError(f"a joblib array wrapper holds a {type(wrapper).__name__}, not its description")
-    dtype = _checked_dtype(wrapper.get("dtype"), what="a joblib array dtype")
-    shape = wrapper.get("shape")
-    if not (isinstance(shape, tuple) and all(type(s) is int and s >= 0 for s in shape)):
-        raise _refuse(f"gives a joblib array the shape {shape!r}")
+        raise SourceError(f"a joblib array wrapper holds {brief(wrapper)}, not its description")
+    dtype = guards.checked_dtype(wrapper.get("dtype"), what="a joblib array dtype")
+    count = guards.element_count(wrapper.get("shape"), "a joblib array")
+    if wrapper.get("subclass", NDARRAY) is not NDARRAY:
+        raise refuse(f"gives a joblib array the subclass {brief(wrapper.get('subclass'))}")
     f = unpickler.raw_file
     if dtype.hasobject:
-        inner = SafeUnpickler(f, trust=unpickler.trust)
+        inner = SafeUnpickler(f, budget=unpickler.budget, trust=unpickler.trust)
+        inner.estimators = unpickler.estimators
         arr = inner.load()
         unpickler.seen |= inner.seen
         unpickler.trusted |= inner.trusted
-        if not isinstance(arr, np.ndarray):
-            raise _refuse(f"stores a {type(arr).__name__} where joblib writes an object array")
+        if not isinstance(arr, np.ndarray) or arr.size != count:
+            raise refuse(f"stores {brief(arr)} where joblib writes an object array of {count} items")
         return arr
     if wrapper.get("numpy_array_alignment_bytes") is not None:
         (padding,) = f.read(1)
         f.read(padding)
-    count = 1
-    for s in shape:
-        count *= s
-    if count * dtype.itemsize > unpickler.size:
+    nbytes = count * dtype.itemsize
+    if count > nbytes:
+        raise refuse(f"gives a joblib array {count} items of zero bytes")
+    f.check(nbytes, "an array")
+    unpickler.budget.charge(nbytes, "a joblib array")
+    raw = bytearray(nbytes)  # writable, as joblib returns it, without a second copy
+    if f.readinto(raw) != nbytes:
         raise SourceError("the joblib file ends inside an array: it is truncated")
-    raw = f.read(count * dtype.itemsize)
-    if len(raw) != count * dtype.itemsize:
-        raise SourceError("the joblib file ends inside an array: it is truncated")
-    arr = np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))  # native order, as joblib gives it
+    arr = np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="), copy=False)  # native order, as joblib
+    shape = wrapper["shape"]
     if wrapper.get("order") == "F":
         return arr.reshape(shape[::-1]).transpose()
     return arr.reshape(shape)
 
 
-# joblib's compressed containers, by magic prefix
-_DECOMPRESSORS = {
-    b"\x78": zlib.decompress,
-    b"\x1f\x8b": gzip.decompress,
-    b"BZ": bz2.decompress,
-    b"\xfd7zXZ": lzma.decompress,
-    b"]\x00\x00": lzma.decompress,
-}
+def load(
+    data: bytes, *, trust: bool = False, what: str = "the file", limits: Limits | None = None
+) -> tuple[Any, set[str]]:
+    """Unpickle ``data`` (plain pickle or joblib) -> (object, globals it named).
 
-
-def decompress(data: bytes) -> bytes:
-    """Undo joblib's compression (zlib, gzip, bz2, xz, lzma); lz4 needs the lz4 package."""
-    if data.startswith(b"\x04\x22\x4d\x18"):
-        raise SourceError("this joblib file is lz4-compressed; re-save it with compress=0 or zlib")
-    for magic, fn in _DECOMPRESSORS.items():
-        if data.startswith(magic):
-            try:
-                return fn(data)
-            except Exception as exc:  # each library has its own error type
-                raise SourceError(f"cannot decompress the file ({type(exc).__name__}: {exc}): truncated?") from exc
-    return data
-
-
-def load(data: bytes, *, trust: bool = False, what: str = "the file") -> tuple[Any, set[str]]:
-    """Unpickle ``data`` (plain pickle or joblib) -> (object, globals it named)."""
-    payload = decompress(data)
-    if payload[:1] != b"\x80":  # protocol >= 2; every joblib and modern pickle starts so
+    ``limits`` (default: :meth:`Limits.from_env`) bounds what the file may cost to read.
+    """
+    limits = limits or Limits.from_env()
+    payload = Payload(data, limits=limits, what=what)
+    head = payload.peek(1)
+    if head != b"\x80":  # protocol >= 2; every joblib and modern pickle starts so
         raise SourceError(
-            f"{what}: unknown file type (starts with {data[:8]!r}); expected a pickle/joblib file "
+            f"{what}: unknown file type (starts with {bytes(data[:8])!r}); expected a pickle/joblib file "
             "or an xgboost .json/.ubj model"
         )
-    unpickler = SafeUnpickler(io.BytesIO(payload), trust=trust)
+    budget = Budget(limits, file_size=len(data), payload_limit=payload.limit)
+    unpickler = SafeUnpickler(payload, budget=budget, trust=trust)
     try:
         obj = unpickler.load()
+        budget.expanded(obj, "an object", instances=True)
     except SourceError:
         raise
-    except (
-        EOFError,
-        pickle.UnpicklingError,
-        ValueError,
-        TypeError,
-        AttributeError,
-        IndexError,
-        KeyError,
-        MemoryError,
-        RecursionError,
-        OverflowError,
-    ) as exc:
+    except MemoryError:
+        raise SourceError(f"{what}: ran out of memory while unpickling: a hostile or corrupted file?") from None
+    except RecursionError:
+        raise SourceError(f"{what}: nests deeper than any model does: a hostile or corrupted file?") from None
+    except Exception as exc:  # numpy, scikit-learn and the pickle machinery each raise their own types
         raise SourceError(
-            f"cannot unpickle the file ({type(exc).__name__}: {exc}): truncated or not a pickle?"
-        ) from exc
+            f"cannot unpickle {what} ({type(exc).__name__}: {one_line(_text(exc))}): truncated or not a pickle?"
+        ) from None
     finally:
         if unpickler.trusted:  # said even when loading failed: the code has run by now
             warnings.warn(
@@ -510,4 +407,11 @@ def load(data: bytes, *, trust: bool = False, what: str = "the file") -> tuple[A
     return obj, unpickler.seen
 
 
-__all__ = ["NDARRAY", "Pickled", "SafeUnpickler", "decompress", "load"]
+def _text(exc: BaseException) -> str:
+    """An exception's message without formatting its arguments whole (a KeyError repr()s its key)."""
+    if isinstance(exc, KeyError) and exc.args:
+        return f"key {brief(exc.args[0])}"
+    return str(exc)[:1000]
+
+
+__all__ = ["NDARRAY", "Pickled", "SafeUnpickler", "load"]

@@ -153,20 +153,24 @@ def load_spec(path: str | Path) -> dict[str, ModelSpec]:
     return {name: _entry(name, d, path) for name, d in models.items()}
 
 
-def _from_spec_file(source: Path, name: str, spec_path: Path | None, out_dir: Path | None) -> ModelSpec | None:
-    """The entry for this model in ``spec_path`` (or ``spec.toml`` beside the source, if there is one)."""
-    path = spec_path or source.parent / SPEC_FILE
+def _from_spec_file(source: Path | None, name: str, spec_path: Path | None, out_dir: Path | None) -> ModelSpec | None:
+    """The entry for this model in ``spec_path`` (or ``spec.toml`` beside the source file, if there is one)."""
+    if spec_path is None and source is None:
+        return None
+    path = spec_path or source.parent / SPEC_FILE  # type: ignore[union-attr]
     if not path.exists():
         if spec_path is not None:
             raise ConvertError(f"spec file {spec_path} does not exist")
         return None
     entries = load_spec(path)
     match = entries.get(name) or next(
-        (s for s in entries.values() if s.source is not None and s.source.name == source.name), None
+        (s for s in entries.values() if source and s.source is not None and s.source.name == source.name), None
     )
     if match is None and spec_path is not None:
         raise ConvertError(
-            f"spec {spec_path} has no entry [models.{name}] and none with source = {source.name!r}; "
+            f"spec {spec_path} has no entry [models.{name}]"
+            + (f" and none with source = {source.name!r}" if source else "")
+            + "; "
             f"its entries: {sorted(entries)}"
         )
     if match is None:
@@ -175,7 +179,7 @@ def _from_spec_file(source: Path, name: str, spec_path: Path | None, out_dir: Pa
     return replace(match, origin=PolicyOrigin("spec", where))
 
 
-def _from_artifact(manifest_path: Path, source: Path, kind: str, detail: str) -> ModelSpec | None:
+def _from_artifact(manifest_path: Path, source: Path | None, kind: str, detail: str) -> ModelSpec | None:
     """A spec equivalent to an artifact's manifest: its name, features, task, description and policy."""
     if not manifest_path.is_file():
         return None
@@ -199,10 +203,13 @@ def _from_artifact(manifest_path: Path, source: Path, kind: str, detail: str) ->
 
 
 def resolve(
-    source: Path, *, name: str | None = None, spec_path: Path | None = None, out_dir: Path | None = None
+    source: Path | None, *, name: str | None = None, spec_path: Path | None = None, out_dir: Path | None = None
 ) -> tuple[ModelSpec | None, PolicyOrigin]:
-    """The spec this conversion follows and where it came from, in the order of the module docstring."""
-    model_name = name or source.name.split(".")[0]
+    """The spec this conversion follows and where it came from, in the order of the module docstring.
+
+    ``source`` is the model file (None for an in-memory model, which then needs ``name``).
+    """
+    model_name = name or source.name.split(".")[0]  # type: ignore[union-attr]
     spec = _from_spec_file(source, model_name, spec_path, out_dir)
     manifest = f"{model_name}{MANIFEST_SUFFIX}"
     if spec is None and out_dir is not None:

@@ -70,10 +70,11 @@ def padded_nodes(trees: int, depth: int) -> int:
 
 
 def declines(forest: Forest, n_slots: int) -> str | None:
-    """Why the complete layouts cannot take this forest (None: they can).
+    """Why the complete layouts cannot take this forest (None: they can): the node budget.
 
-    Beyond the node budget, trees the layout does not express: anything but scalar leaves
-    and numeric splits (the IR may grow those; then the existing strategies handle them).
+    Categorical splits and vector leaves need nothing of their own here: ``emit_tensor``
+    turns the former into numeric splits on membership columns and the latter into one
+    tree per output group before any strategy sees them.
     """
     depth = forest.max_depth()
     if depth == 0:
@@ -85,11 +86,6 @@ def declines(forest: Forest, n_slots: int) -> str | None:
             f"{n_slots} trees of depth {depth} pad to {padded_nodes(n_slots, depth):,} nodes, "
             f"beyond the complete layout's budget of {COMPLETE_MAX_NODES:,}"
         )
-    for t in forest.trees:
-        if np.ndim(t.leaf_value) != 1:
-            return "vector leaves are not expressed by the complete layout"
-        if any("categor" in name and bool(np.any(value)) for name, value in vars(t).items()):
-            return "categorical splits are not expressed by the complete layout"
     return None
 
 

@@ -41,7 +41,8 @@ from m7_runtime.market7 import bundled_dir
 from m7_runtime.model import TENSOR_RUN_BYTES
 from m7_runtime.sessions import cpu_session
 
-from .emit_tensor import GEMM_MAX_DEPTH, STRATEGY_FUNCTIONS, choose_strategy, declines, emit_tensor
+from .emit_linear import STRATEGY as LINEAR
+from .emit_tensor import GEMM_MAX_DEPTH, STRATEGY_FUNCTIONS, STRATEGY_KEY, choose_strategy, declines, emit_tensor
 from .ir import Forest
 from .tensor_memory import bytes_per_row
 
@@ -128,6 +129,9 @@ def plan(
     probe_rows: np.ndarray,
 ) -> TensorPlan:
     """Decide the tensor graphs: inherit (``tune=None`` and a same-source artifact exists), measure, or rule."""
+    if forest.linear is not None:  # gblinear: one linear graph, nothing to lay out or choose
+        rule_rows = CPU_MIN_ROWS if forest.max_depth() <= CPU_MEASURED_MAX_DEPTH else None
+        return TensorPlan(LINEAR, CpuChoice(None, None, rule_rows), "rule")
     cuda = choose_strategy(forest)
     candidates, notes = cpu_candidates(forest)
     if tune is None and (inherited := _inherited(name, source_sha256, out_dir, candidates)) is not None:
@@ -283,9 +287,13 @@ def report_json(report: Mapping[str, Any]) -> str:
 
 
 def tensor_facts(model: onnx.ModelProto, strategy: str, *, rows_per_run: int | None, cpu_min_rows: int | None) -> dict:
-    """What the manifest records about a tensor graph for the runtime (FlavorEntry's runtime facts)."""
+    """What the manifest records about a tensor graph for the runtime (FlavorEntry's runtime facts).
+
+    The strategy is the one the graph records (``m7.tensor_strategy``: e.g. ``linear`` for
+    gblinear, whatever was asked), else ``strategy``.
+    """
     return {
-        "strategy": strategy,
+        "strategy": {p.key: p.value for p in model.metadata_props}.get(STRATEGY_KEY) or strategy,
         "bytes_per_row": bytes_per_row(model),
         "cpu_min_rows": cpu_min_rows,
         "rows_per_run": rows_per_run,

@@ -1,43 +1,72 @@
-"""The ``m7onnx`` command. Subcommands are registered explicitly here, each by its own module.
+"""The ``m7onnx`` command: every subcommand registered here, each defined by its own module.
 
-``convert``/``verify`` need the converter's extra; without it they explain how to get it,
-and ``info`` works with the runtime alone.
+``convert``/``verify`` are defined by the converter (:mod:`m7_convert.cli`), whose imports
+(onnx, ml_dtypes) take about a second: they are listed here by name and the converter is
+imported only when one of them runs, so ``m7onnx --help`` and the runtime's commands start
+without it. Without the converter's extra they explain how to get it.
+
+Exit status: 0 success, 1 a check failed (``verify``, ``convert``, ``predict``), 2 a usage or
+input error (one line on stderr, ``m7onnx COMMAND: error: ...``), 130 interrupted (Ctrl-C),
+141 standard output closed early (``m7onnx info | head``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import logging
+import os
 import sys
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
+from . import locate
 from .artifact import MANIFEST_SUFFIX, Manifest
 from .errors import M7Error
 
+#: the converter's commands: name -> one-line summary (their arguments are in m7_convert.cli)
+CONVERTER_COMMANDS = {
+    "convert": "convert pickled/JSON XGBoost models into verified ONNX artifacts",
+    "verify": "re-check artifacts against their source models (for CI after retraining)",
+}
+_TARGET_HELP = (
+    "a manifest, a folder of manifests, or a model name in the model folder "
+    "(default: every model in the model folder, see --model-dir)"
+)
+_MODEL_DIR_HELP = "the model folder (default: $M7_MODEL_DIR, else the config file's, else the bundled models)"
 
-def _missing_extra(name: str, extra: str, error: ImportError):
-    def run(args: argparse.Namespace) -> int:
-        raise M7Error(f"'m7onnx {name}' needs the {extra} extra: pip install 'market7-onnx[{extra}]' ({error})")
 
-    return run
+class _Version(argparse.Action):
+    """``--version``, read from the installed metadata only when asked (it costs ~60 ms)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from . import __version__
+
+        print(f"{parser.prog} {__version__}")
+        parser.exit()
 
 
-def _register_optional(sub: argparse._SubParsersAction, module: str, commands: tuple[str, ...], extra: str) -> None:
-    import importlib
+# ---- info and predict ----------------------------------------------------------------------
 
-    try:
-        importlib.import_module(module).register(sub)
-    except ImportError as exc:
-        for name in commands:
-            p = sub.add_parser(name, help=f"(needs market7-onnx[{extra}])")
-            p.add_argument("rest", nargs=argparse.REMAINDER)
-            p.set_defaults(run=_missing_extra(name, extra, exc))
+
+def _manifest_paths(target: str | None, model_dir: str | None) -> tuple[list[Path], Path | None]:
+    """The manifests a MODEL|MANIFEST|DIR argument names, and the folder when it named one."""
+    if target is None or Path(target).is_dir():
+        folder = Path(target) if target is not None else locate.model_dir(model_dir)
+        paths = sorted(folder.glob(f"*{MANIFEST_SUFFIX}"))
+        if not paths:
+            raise M7Error(f"{folder} holds no *{MANIFEST_SUFFIX}")
+        return paths, folder
+    return [locate.resolve_model(target, folder=model_dir)], None
 
 
 def _info(args: argparse.Namespace) -> int:
-    target: Path = args.target
-    paths = sorted(target.glob(f"*{MANIFEST_SUFFIX}")) if target.is_dir() else [target]
-    if not paths:
-        raise M7Error(f"{target} holds no *{MANIFEST_SUFFIX}")
+    paths, _ = _manifest_paths(args.target, args.model_dir)
     rows = []
     for p in paths:
         m = Manifest.read(p)
@@ -49,7 +78,7 @@ def _info(args: argparse.Namespace) -> int:
                 str(len(m.features)),
                 "+".join(sorted(m.flavors)),
                 _layout_text(m),
-                f"{src.n_trees}x{src.max_depth}",
+                "linear" if src.booster == "gblinear" else f"{src.n_trees}x{src.max_depth}",
                 src.objective,
                 src.xgboost_version,
                 _policy_text(m),
@@ -113,8 +142,6 @@ def _policy_text(m: Manifest) -> str:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import json
-
     from .model import load, load_dir
 
     try:
@@ -125,11 +152,11 @@ def _predict(args: argparse.Namespace) -> int:
         raise M7Error(f"cannot read the features JSON: {exc}") from exc
     if not isinstance(features, dict):
         raise M7Error("the features JSON must be one object of feature name -> value")
-    target: Path = args.target
+    paths, folder = _manifest_paths(args.target, args.model_dir)
     models = (
-        list(load_dir(target, provider=args.provider).values())
-        if target.is_dir()
-        else [load(target, provider=args.provider)]
+        list(load_dir(folder, provider=args.provider).values())
+        if folder is not None
+        else [load(paths[0], provider=args.provider)]
     )
     out: dict[str, object] = {}
     for model in models:
@@ -146,43 +173,143 @@ def _predict(args: argparse.Namespace) -> int:
     width = max(len(m.name) for m in models)
     for model in models:
         y = out[model.name]
-        shown = "None" if y is None else (f"{y:.6g}" if isinstance(y, float) else str(y))
+        targets = model.manifest.output.targets
+        if isinstance(y, list) and targets:  # several targets: name each value
+            shown = ", ".join(f"{t}={v:.6g}" for t, v in zip(targets, y, strict=True))
+        else:
+            shown = "None" if y is None else (f"{y:.6g}" if isinstance(y, float) else str(y))
         print(f"{model.name.ljust(width)}  {shown.ljust(10)}  {model.manifest.output.meaning}")
     return status
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="m7onnx", description="Run XGBoost trading models without XGBoost.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _register_optional(sub, "m7_convert.cli", ("convert", "verify"), "convert")
-    info = sub.add_parser("info", help="a table of the artifacts in a folder (or one manifest)")
-    info.add_argument("target", type=Path, metavar="MANIFEST|DIR")
-    info.add_argument("--features", action="store_true", help="also list each model's features in order")
-    info.set_defaults(run=_info)
-    pred = sub.add_parser("predict", help="predict_one on a JSON object of features, with each model's caller policy")
-    pred.add_argument("target", type=Path, metavar="MANIFEST|DIR")
-    pred.add_argument("--features", type=Path, help="JSON file of feature name -> value (default: stdin)")
-    pred.add_argument("--provider", default="cpu", choices=["cpu", "cuda", "auto"])
-    pred.add_argument("--json", action="store_true", help="print JSON")
-    pred.set_defaults(run=_predict)
-    from . import batch  # numpy + the runtime only; pyarrow, tqdm and dask load when `score` runs
+def _add_info(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", nargs="?", metavar="MODEL|MANIFEST|DIR", help=_TARGET_HELP)
+    p.add_argument("--model-dir", metavar="DIR", help=_MODEL_DIR_HELP)
+    p.add_argument("--features", action="store_true", help="also list each model's features in order (default: off)")
+    p.set_defaults(run=_info)
 
-    score = sub.add_parser("score", help="score Parquet/CSV/JSONL files with one or more models (local or Dask)")
-    batch.add_cli_arguments(score)
-    score.set_defaults(run=batch.run_cli)
+
+def _add_predict(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", nargs="?", metavar="MODEL|MANIFEST|DIR", help=_TARGET_HELP)
+    p.add_argument("--model-dir", metavar="DIR", help=_MODEL_DIR_HELP)
+    p.add_argument("--features", type=Path, help="JSON file of feature name -> value (default: read stdin)")
+    p.add_argument(
+        "--provider",
+        default="auto",
+        choices=["cpu", "cuda", "auto"],
+        help="onnxruntime provider, as m7_runtime.load(); auto picks CUDA when onnxruntime has it "
+        "(default: %(default)s)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON (default: a table)")
+    p.set_defaults(run=_predict)
+
+
+def _add_score(p: argparse.ArgumentParser) -> None:
+    from .scoring import cli  # no pyarrow or dask: they load when `score` runs
+
+    cli.add_arguments(p)
+    p.set_defaults(run=cli.run)
+
+
+#: the runtime's commands: name -> (summary, what adds its arguments)
+RUNTIME_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "info": ("a table of the artifacts in the model folder, a folder or one manifest", _add_info),
+    "predict": ("predict_one on a JSON object of features, with each model's caller policy", _add_predict),
+    "score": ("score Parquet/CSV/JSONL files with one or more models (local or Dask)", _add_score),
+}
+
+
+# ---- the parser ------------------------------------------------------------------------------
+
+
+def _with_converter(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        return main([name, *args.rest])
+
+    return run
+
+
+def _missing_extra(name: str, error: ImportError) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        raise M7Error(f"'m7onnx {name}' needs the convert extra: pip install 'market7-onnx[convert]' ({error})")
+
+    return run
+
+
+def _converter_arguments() -> Mapping[str, Callable[[argparse.ArgumentParser], None]] | ImportError:
+    try:
+        from m7_convert import cli
+    except ImportError as exc:
+        return exc
+    return cli.COMMANDS
+
+
+def build_parser(*, converter: bool = False) -> argparse.ArgumentParser:
+    """The whole command line; the converter's commands get their arguments only with ``converter``
+    (which imports it): without, they are listed and take anything."""
+    parser = argparse.ArgumentParser(prog="m7onnx", description="Run XGBoost trading models without XGBoost.")
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    found = _converter_arguments() if converter else None
+    for name, summary in CONVERTER_COMMANDS.items():
+        p = sub.add_parser(name, help=summary, description=summary)
+        if isinstance(found, Mapping):
+            found[name](p)
+        else:
+            p.add_argument("rest", nargs=argparse.REMAINDER, help="the command's arguments")
+            p.set_defaults(run=_missing_extra(name, found) if isinstance(found, ImportError) else _with_converter(name))
+    for name, (summary, add) in RUNTIME_COMMANDS.items():
+        add(sub.add_parser(name, help=summary, description=summary))
     return parser
 
 
+def _command(argv: list[str]) -> str | None:
+    """The subcommand in ``argv``: the first word that is not an option (the top level has no option values)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+@contextlib.contextmanager
+def _notes_on_stderr(command: str, quiet: bool) -> Iterator[None]:
+    """The library's notes (logger ``m7_runtime``) as ``m7onnx COMMAND: note: ...`` lines, while the command runs.
+
+    Only the command configures logging, and only for its own duration: a program that calls
+    :func:`main` keeps its logging as it was.
+    """
+    logger = logging.getLogger("m7_runtime")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"m7onnx {command}: note: %(message)s"))
+    level = logger.level
+    logger.setLevel(logging.ERROR if quiet else logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(converter=_command(argv) in CONVERTER_COMMANDS)
     args = parser.parse_args(argv)
     try:
-        return int(args.run(args))
+        with _notes_on_stderr(args.command, quiet=bool(getattr(args, "quiet", False))):
+            status = int(args.run(args))
+        sys.stdout.flush()  # here, so a closed pipe is handled below rather than at exit
+        return status
     except M7Error as exc:
         print(f"m7onnx {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print(f"m7onnx {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`m7onnx info | head`): stop quietly. Python flushes stdout again at
+        # exit; pointing it at /dev/null keeps that flush from printing its own BrokenPipeError.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141
 
 
 if __name__ == "__main__":

@@ -12,23 +12,25 @@ after logging the map's warning or error; it never raises. The input policy (rej
 zero-fill, the ``btc_status`` one-hot, the clamp at 0) comes from each artifact's
 manifest. Models load once per process and folder, on first use, from ``model_dir``, else
 ``$M7_MODEL_DIR``, else the ``model_dir`` of the JSON config file at ``$M7_CONFIG`` (default
-``~/.config/market7-onnx/config.json``), else the artifacts bundled with this package.
+``~/.config/market7-onnx/config.json``), else the artifacts bundled with this package
+(:mod:`m7_runtime.locate`). A change of ``$M7_MODEL_DIR`` or ``$M7_CONFIG`` is followed at
+the next call; after changing ``$XDG_CONFIG_HOME``, ``$HOME`` or ``$M7_RELOAD_SECONDS``, call
+:func:`clear_cache` (replaced artifacts are picked up by live reload, or after it too).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import reload
 from .errors import M7Error
+from .locate import bundled_dir, model_dir  # noqa: F401 (bundled_dir: re-exported with the lookup)
 from .model import Model, load
 
 log = logging.getLogger("m7_runtime.market7")
@@ -44,67 +46,19 @@ _lock = threading.Lock()
 _models: dict[tuple[str, str], Model] = {}
 #: the models the drop-in functions use
 DROP_IN_MODELS = (RECOVERY, CONFIDENCE, SPEND, DCA_SPEND, SAFU, LEGACY)
-#: the environment variables model_dir() and get_model() read; get_model() keys its fast cache on their values
-_ENV = ("M7_MODEL_DIR", "M7_CONFIG", "XDG_CONFIG_HOME", "HOME", "M7_RELOAD_SECONDS")
+#: the environment variables get_model() keys its fast cache on: the two that choose the folder.
+#: $XDG_CONFIG_HOME and $HOME only locate the default config file, and $M7_RELOAD_SECONDS is
+#: read when a model first loads: a change to those is seen after clear_cache().
+_ENV = ("M7_MODEL_DIR", "M7_CONFIG")
 _by_env: dict[tuple[Any, ...], Model] = {}
 
 
-def _encoded_env_keys() -> list[Any] | None:
-    encode = getattr(os.environ, "encodekey", None)
-    return [encode(k) for k in _ENV] if callable(encode) else None
-
-
-_ENV_ENCODED = _encoded_env_keys()
-
-
-def _env_values() -> tuple[Any, ...]:
-    """The current values of ``_ENV``, cheaply.
-
-    ``os.environ.get`` of an unset variable raises and catches a KeyError inside (~6k
-    instructions, a quarter of a prediction); the dict underneath ``os.environ`` answers
-    in ~100. Falls back to ``os.environ.get`` where that dict is not there.
-    """
-    data = getattr(os.environ, "_data", None)
-    if data.__class__ is dict and _ENV_ENCODED is not None:
-        return tuple(map(data.get, _ENV_ENCODED))
-    return tuple(os.environ.get(k) for k in _ENV)
-
-
-def _config_file() -> Path:
-    explicit = os.environ.get("M7_CONFIG")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "market7-onnx" / "config.json"
-
-
-def model_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The folder models load from: argument, $M7_MODEL_DIR, config file, bundled artifacts."""
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get("M7_MODEL_DIR")
-    if env:
-        return Path(env)
-    config = _config_file()
-    if config.is_file():
-        try:
-            configured = json.loads(config.read_text(encoding="utf-8")).get("model_dir")
-        except (OSError, ValueError, AttributeError) as exc:
-            log.warning(f"Ignoring unreadable config file {config}: {exc}")
-        else:
-            if configured:
-                return (config.parent / configured).resolve()
-    return bundled_dir()
+def _env_values() -> tuple[str | None, ...]:
+    """The current values of ``_ENV``."""
+    return tuple(map(os.environ.get, _ENV))
 
 
 _resolve_folder = model_dir  # for functions whose ``model_dir`` argument shadows it
-
-
-def bundled_dir() -> Path:
-    """The artifacts shipped with the package: ``m7_runtime/models`` in a wheel, ``onnx/`` in a checkout."""
-    here = Path(__file__).resolve().parent
-    installed = here / "models"
-    return installed if installed.is_dir() else here.parent / "onnx"
 
 
 def get_model(name: str, directory: str | os.PathLike[str] | None = None) -> Model:
@@ -112,11 +66,15 @@ def get_model(name: str, directory: str | os.PathLike[str] | None = None) -> Mod
 
     Resolving the folder costs file-system calls (the config file's stat, ``resolve()``):
     ~40 µs, eight times a prediction. So the model is also remembered under the argument and
-    the values of the environment variables the resolution reads; a changed variable
-    resolves again, while the config file is read once per environment (``clear_cache()``
-    re-reads it). Relative folders are resolved on every call (they depend on the cwd).
+    the values of ``$M7_MODEL_DIR`` and ``$M7_CONFIG``: a change to either resolves again,
+    while the config file is read once per environment, and a change of ``$XDG_CONFIG_HOME``
+    or ``$HOME`` (which only locate the default config file) or of ``$M7_RELOAD_SECONDS``
+    (read when a model loads) is seen after ``clear_cache()``. Reading the environment
+    through ``os.environ`` costs about 10k instructions a call for the two variables (an
+    unset one raises and catches a KeyError inside); passing ``directory`` skips it.
+    Relative folders are resolved on every call (they depend on the cwd).
     """
-    fast_key = (name, directory, *_env_values())
+    fast_key = (name, directory) if directory else (name, None, *_env_values())
     model = _by_env.get(fast_key)
     if model is not None:
         return model

@@ -26,9 +26,12 @@ import pytest
 
 import m7_runtime
 from conftest import MODELS, ONNX, ROOT, build_case, import_make_models
-from m7_runtime import M7Error, batch
+from m7_runtime import M7Error
 from m7_runtime.cli import main as cli_main
 from m7_runtime.market7 import CONFIDENCE, DCA_SPEND, LEGACY, RECOVERY, SAFU, SPEND
+from m7_runtime.scoring import ScoreResult, score_file
+from m7_runtime.scoring.inputs import csv_options, parquet_files
+from m7_runtime.scoring.output import TMP_MARK
 
 ALL = [RECOVERY, CONFIDENCE, SPEND, DCA_SPEND, SAFU, LEGACY]
 ROWS_PER_FILE = 2000
@@ -54,11 +57,11 @@ def write_jsonl(df: pd.DataFrame, path: Path) -> None:
 def read_output(path: Path) -> pd.DataFrame:
     """An output file or Dask part folder, as the engines wrote it."""
     if path.is_dir():
-        table = pq.read_table(batch.parquet_files(path))
+        table = pq.read_table(parquet_files(path))
     elif path.suffix == ".parquet":
         table = pq.read_table(path)
     elif path.suffix == ".csv":
-        table = pcsv.read_csv(path, convert_options=batch.csv_options())
+        table = pcsv.read_csv(path, convert_options=csv_options())
     else:
         table = pjson.read_json(path)
     return table.to_pandas()
@@ -123,14 +126,14 @@ def _strings(column: pd.Series) -> list:
     return [v if isinstance(v, str) else None for v in column]
 
 
-def score(models_, **kwargs) -> batch.ScoreResult:
+def score(models_, **kwargs) -> ScoreResult:
     kwargs.setdefault("model_dir", ONNX)
     kwargs.setdefault("progress", False)
-    return batch.score_file(models_, **kwargs)
+    return score_file(models_, **kwargs)
 
 
 def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if batch.TMP_MARK in p.name)
+    return sorted(p.name for p in folder.iterdir() if TMP_MARK in p.name)
 
 
 # ---- both engines against Model.predict ------------------------------------------------------
@@ -467,9 +470,9 @@ def test_unknown_model_lists_what_is_there(data, tmp_path):
 
 def test_model_names_resolve_through_the_model_folder_lookup(data, tmp_path, monkeypatch):
     monkeypatch.setenv("M7_MODEL_DIR", str(ONNX))
-    result = batch.score_file([RECOVERY], input=data["parquet"], output=tmp_path / "o.parquet", progress=False)
+    result = score_file([RECOVERY], input=data["parquet"], output=tmp_path / "o.parquet", progress=False)
     manifest = ONNX / f"{RECOVERY}.manifest.json"
-    by_path = batch.score_file([manifest], input=data["parquet"], output=tmp_path / "p.parquet", progress=False)
+    by_path = score_file([manifest], input=data["parquet"], output=tmp_path / "p.parquet", progress=False)
     assert result.rows == by_path.rows
     assert read_output(tmp_path / "o.parquet").equals(read_output(tmp_path / "p.parquet"))
 
@@ -511,6 +514,19 @@ def test_a_failure_mid_stream_leaves_no_partial_output(engine, frame, tmp_path, 
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_bad_csv_value_names_its_column(engine, frame, tmp_path, request):
+    src = tmp_path / "bad.csv"
+    rows = frame.astype({"rsi": object})
+    rows.loc[len(rows) - 5, "rsi"] = "oops"  # past the first block, which sets the column types
+    rows.to_csv(src, index=False)
+    kwargs = {"engine": engine, "scheduler": request.getfixturevalue("cluster")} if engine == "dask" else {}
+    with pytest.raises(M7Error) as err:
+        score([RECOVERY], input=src, output=tmp_path / "o.parquet", batch_size=500, **kwargs)
+    assert "CSV column 'rsi'" in str(err.value) and "'oops'" in str(err.value)
+    assert "column #" not in str(err.value)
+
+
 def test_output_must_not_be_the_input(data, tmp_path):
     src = tmp_path / "in.csv"
     src.write_bytes(data["csv"].read_bytes())
@@ -525,6 +541,47 @@ def test_an_existing_output_folder_is_replaced_whole(data, tmp_path, cluster):
     score([RECOVERY], input=data["folder"], output=out, engine="dask", scheduler=cluster)
     assert "part.999999.parquet" not in {p.name for p in out.iterdir()}
     assert len(read_output(out)) == N_FILES * ROWS_PER_FILE
+
+
+def test_dask_splits_one_large_parquet_file_so_every_worker_works(frame, models, tmp_path):
+    """One file, one row group: partitions of --batch-size rows (row ranges), spread over both workers."""
+    distributed = pytest.importorskip("distributed")
+    from m7_runtime.scoring import dask_engine
+
+    src = tmp_path / "one_group.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), src, row_group_size=len(frame))
+    assert pq.ParquetFile(src).metadata.num_row_groups == 1
+    out = tmp_path / "o.parquet"
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40
+        ) as lc,
+        distributed.Client(lc) as client,
+    ):
+        result = score([RECOVERY], input=src, output=out, engine="dask", scheduler=lc.scheduler_address, batch_size=500)
+        loaded = client.run(lambda: len(dask_engine._worker_models))
+    assert result.chunks == math.ceil(len(frame) / 500)
+    assert result.max_chunk_rows == 500
+    assert sorted(loaded.values()) == [1, 1]  # each worker loaded the models: each scored partitions
+    got = read_output(out)
+    np.testing.assert_array_equal(got[RECOVERY].to_numpy(), reference(models, frame, RECOVERY))
+    assert got["row_id"].tolist() == frame["row_id"].tolist()
+
+
+def test_parquet_row_ranges_merge_small_groups_and_split_large_ones(tmp_path):
+    from m7_runtime.scoring.inputs import inspect_input
+    from m7_runtime.scoring.read import RowRange, parquet_ranges
+
+    table = pa.table({"x": np.arange(2600.0)})
+    pq.write_table(table.slice(0, 600), tmp_path / "a.parquet", row_group_size=200)  # 3 groups of 200
+    pq.write_table(table.slice(600, 2000), tmp_path / "b.parquet", row_group_size=2000)  # 1 group of 2000
+    source = inspect_input(tmp_path)
+    a, b = str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")
+    assert parquet_ranges(source, 500) == [
+        RowRange(a, (0, 1), 0, 400),
+        RowRange(a, (2,), 0, 200),
+        *(RowRange(b, (0,), s, 500) for s in range(0, 2000, 500)),
+    ]
 
 
 # ---- multiclass outputs --------------------------------------------------------------------------------
@@ -548,6 +605,21 @@ def test_multiclass_model_gives_one_column_per_class(tmp_path):
     np.testing.assert_array_equal(got[[f"multi_{i}" for i in range(k)]].to_numpy(), model.predict(X))
 
 
+def test_several_targets_give_one_named_column_each(tmp_path):
+    """A model of several quantiles scores to NAME_quantile_0.1 ...: its (n, k) prediction, column by column."""
+    quantiles = Path(__file__).parent / "runtime_only" / "families" / "quantiles" / "quantiles.manifest.json"
+    model = m7_runtime.load(quantiles, provider="cpu")
+    X = np.random.default_rng(7).normal(size=(300, len(model.feature_names))).astype(np.float32)
+    src = _parquet(pd.DataFrame(X, columns=list(model.feature_names)).assign(id=np.arange(300)), tmp_path)
+    out = tmp_path / "o.parquet"
+    score([quantiles], input=src, output=out, keep=["id"])
+    got = read_output(out)
+    columns = [f"quantiles_{t}" for t in model.manifest.output.targets]
+    assert columns == ["quantiles_quantile_0.1", "quantiles_quantile_0.5", "quantiles_quantile_0.9"]
+    assert list(got.columns) == ["id", *columns]
+    np.testing.assert_array_equal(got[columns].to_numpy(), model.predict(X))
+
+
 # ---- bounded memory ---------------------------------------------------------------------------------------
 
 
@@ -561,7 +633,7 @@ def test_reads_in_chunks_of_at_most_batch_size(src, data, frame, tmp_path):
 
 _PEAK = """
 import sys
-from m7_runtime.batch import score_file
+from m7_runtime.scoring import score_file
 r = score_file(["xgb_spend_model", "xgb_recovery_model"], input=sys.argv[1], output=sys.argv[2],
                model_dir=sys.argv[3], batch_size=int(sys.argv[4]), progress=False)
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]

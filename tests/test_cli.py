@@ -118,3 +118,25 @@ def test_console_script_runs(tmp_path: Path):
     result = subprocess.run([str(exe), "info", str(ONNX)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "xgb_recovery_model" in result.stdout
+
+
+def test_converter_arguments_have_help_and_show_their_defaults():
+    """The converter registers its arguments only when converting; then every one has help, defaults shown."""
+    import argparse
+
+    from m7_runtime.cli import CONVERTER_COMMANDS, build_parser
+
+    parser = build_parser(converter=True)
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name in CONVERTER_COMMANDS:
+        for action in commands[name]._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"{name} {action.dest}"
+            if action.option_strings and action.default not in (None, argparse.SUPPRESS):
+                assert "default" in action.help, f"{name} {action.dest}"
+    out = subprocess.run(
+        [sys.executable, "-m", "m7_runtime.cli", "convert", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "--trust-pickle" in out.stdout and "(default: 2000)" in out.stdout and "(default: all)" in out.stdout

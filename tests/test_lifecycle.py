@@ -12,6 +12,7 @@ import joblib
 import numpy as np
 import pytest
 
+import m7_runtime
 from conftest import MODELS, ONNX, SIX, build_case
 from m7_convert import ConvertError, convert, recheck
 from m7_runtime import M7Error, market7
@@ -135,6 +136,25 @@ def test_the_readme_convert_command_reproduces_the_committed_artifacts(tmp_path:
     assert written == sorted(p.name for p in ONNX.iterdir() if p.suffix in (".json", ".onnx"))
     changed = [name for name in written if (onnx / name).read_bytes() != (ONNX / name).read_bytes()]
     assert not changed, f"re-conversion changed {changed}"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "pipeline_scaler",
+        "pipeline_column_transformer",
+        "categorical_pandas_partition",
+        "gblinear_regressor",
+        "dart_regressor",
+        "multi_target_trees",
+    ],
+)
+def test_every_model_family_converts_to_identical_bytes_twice(case: str, zoo_dir: Path, tmp_path: Path):
+    built = build_case(case, zoo_dir)
+    first = convert(built.path, out_dir=tmp_path / "a", name="m", n_random=200)
+    again = convert(built.path, out_dir=tmp_path / "b", name="m", n_random=200)
+    assert [p.read_bytes() for p in first.paths] == [(tmp_path / "b" / p.name).read_bytes() for p in first.paths]
+    assert len(again.paths) == len(first.paths)
 
 
 # ---- verify: stable problem codes ------------------------------------------------
@@ -263,3 +283,36 @@ def test_a_broken_manifest_is_not_a_traceback(tmp_path: Path, capsys):
     assert "[schema]" in capsys.readouterr().out
     with pytest.raises(M7Error):
         Manifest.read(path)
+
+
+# ---- in-memory models ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["binary_logistic", "booster_pickle", "pipeline_scaler", "multi_softprob"])
+def test_convert_accepts_in_memory_models(case: str, zoo_dir: Path, tmp_path: Path):
+    """A Booster, an sklearn estimator or a Pipeline object converts as its pickle does."""
+    built = build_case(case, zoo_dir)
+    from_file = convert(built.path, out_dir=tmp_path / "file", name="m", n_random=300)
+    from_memory = convert(built.model, out_dir=tmp_path / "memory", name="m", n_random=300)
+    assert from_memory.manifest.source.format == "object" and from_memory.manifest.source.path is None
+    assert from_memory.manifest.parity.passed and from_memory.manifest.features == from_file.manifest.features
+    for flavor in from_file.manifest.flavors:  # the same graphs: only the recorded source differs
+        f = from_file.manifest.flavors[flavor]
+        assert (tmp_path / "memory" / f.file).read_bytes() == (tmp_path / "file" / f.file).read_bytes()
+    X = np.random.default_rng(4).normal(size=(200, len(from_file.manifest.features))).astype(np.float32)
+    memory_model = m7_runtime.load(from_memory.paths[-1], provider="cpu")
+    np.testing.assert_array_equal(
+        memory_model.predict(X), m7_runtime.load(from_file.paths[-1], provider="cpu").predict(X)
+    )
+    report = recheck(from_memory.paths[-1], n_random=100)
+    assert [p["code"] for p in report["problems"]] == ["missing_file"] and "--source" in report["problems"][0][
+        "message"
+    ]
+
+
+def test_an_in_memory_model_needs_a_name(zoo_dir: Path, tmp_path: Path):
+    built = build_case("binary_logistic", zoo_dir)
+    with pytest.raises(ConvertError, match="needs name="):
+        convert(built.model, out_dir=tmp_path)
+    with pytest.raises(ConvertError, match="cannot serialise"):
+        convert(lambda x: x, out_dir=tmp_path, name="f")
