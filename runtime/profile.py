@@ -8,10 +8,13 @@ and of the hashed contract.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from .errors import M7Error
 from .fields import Fields, enc_float
 
 MAX_BINS = 1 << 12
@@ -75,3 +78,125 @@ def profile_to_json(r: ReferenceProfile) -> dict[str, Any]:
         "features": {k: histogram_to_json(h) for k, h in r.features.items()},
         "prediction": histogram_to_json(r.prediction),
     }
+
+
+# ---- building a profile, and counting rows into its bins -----------------------------------------
+
+#: quantile bins per feature when a profile is built ("about 10"; atoms can merge some)
+BINS = 10
+#: above this many edges counting switches from one comparison pass per edge to a binary search per feature
+_PASS_EDGES = 16
+
+
+def quantile_edges(values: np.ndarray, bins: int = BINS) -> tuple[float, ...]:
+    """Interior cut points of ``bins`` quantile bins of ``values`` (float32; NaN and ±inf are not used).
+
+    Each edge is the first value above a quantile, so a value repeated many times (a 0/1 flag,
+    an integer step, a clamp at 0) stays whole in one bin instead of straddling two, and the
+    bin below an edge holds at least the quantile's share. Constant data gives no edge (one bin).
+    """
+    v = np.sort(np.asarray(values, dtype=np.float32)[np.isfinite(values)])
+    if len(v) == 0:
+        return ()
+    edges: list[float] = []
+    for i in range(1, bins):
+        q = v[max(0, -(-i * len(v) // bins) - 1)]  # the inverted-CDF quantile: a value of the data
+        above = np.searchsorted(v, q, side="right")
+        if above < len(v) and (not edges or float(v[above]) > edges[-1]):
+            edges.append(float(v[above]))
+    return tuple(edges)
+
+
+class Binner:
+    """Counts the rows of a float32 matrix into per-column bins: ``(-inf, e0), [e0, e1), ..., [e_last, inf)``.
+
+    The result is an ``(n_columns, width)`` int64 array: column ``j``'s bins at ``[j, :len(edges_j) + 1]``
+    and its missing values (NaN) at ``[j, -1]``; ±inf fall in the outermost bins. With the few
+    edges of a quantile profile, one vectorised comparison per edge over the whole matrix
+    is about 3x faster than a binary search per column (NaN-padded edges never compare true).
+    """
+
+    def __init__(self, edges: Sequence[Sequence[float]]) -> None:
+        self.n_edges = tuple(len(e) for e in edges)
+        k = max(self.n_edges, default=0)
+        self.width = k + 2
+        self._edges = [np.asarray(e, dtype=np.float32) for e in edges]
+        self._levels = np.full((k, len(edges)), np.nan, dtype=np.float32)
+        for j, e in enumerate(self._edges):
+            self._levels[: len(e), j] = e
+        self._offsets = np.arange(len(edges), dtype=np.intp) * self.width
+        self._small = k <= _PASS_EDGES
+        self._dtype = np.uint8 if k < 255 else np.uint16
+
+    def counts(self, x: np.ndarray) -> np.ndarray:
+        """Bin counts of ``x`` (``(n, n_columns)`` float32, any strides)."""
+        n, m = x.shape
+        nan = np.count_nonzero(np.isnan(x), axis=0)
+        if self._small:
+            idx = np.zeros((n, m), dtype=self._dtype)
+            for level in self._levels:
+                idx += x >= level
+            flat = np.add(idx, self._offsets, dtype=np.intp)
+            out = np.bincount(flat.ravel(), minlength=m * self.width).reshape(m, self.width)
+        else:
+            out = np.zeros((m, self.width), dtype=np.int64)
+            for j, e in enumerate(self._edges):
+                out[j, : len(e) + 1] = np.bincount(np.searchsorted(e, x[:, j], side="right"), minlength=len(e) + 1)[
+                    : len(e) + 1
+                ]
+        # NaN compares false with every edge (bin 0) and sorts past every edge (the last bin): move it apart
+        if self._small:
+            out[:, 0] -= nan
+        else:
+            out[np.arange(m), np.asarray(self.n_edges, dtype=np.intp)] -= nan
+        out[:, -1] = nan
+        return out
+
+    def histograms(self, counts: np.ndarray) -> list[Histogram]:
+        """Fractions from counts (one row of ``counts`` per column); all zero rows give all zero fractions."""
+        out = []
+        for j, k in enumerate(self.n_edges):
+            total = int(counts[j].sum())
+            bins = counts[j, : k + 1] / total if total else np.zeros(k + 1)
+            out.append(
+                Histogram(
+                    tuple(float(e) for e in self._edges[j]),
+                    tuple(float(b) for b in bins),
+                    float(counts[j, -1] / total) if total else 0.0,
+                )
+            )
+        return out
+
+
+def prediction_values(outputs: np.ndarray) -> np.ndarray:
+    """What a profile bins of the output: the value itself, or for several outputs per row the arg-max
+    (the predicted class), so a multiclass model's prediction drift is the drift of its decisions."""
+    y = np.asarray(outputs)
+    if y.ndim == 2 and y.shape[1] > 1:
+        return y.argmax(axis=1).astype(np.float32)
+    return y.reshape(len(y)).astype(np.float32, copy=False)
+
+
+def build_profile(
+    rows: np.ndarray, outputs: np.ndarray, features: Sequence[str], *, bins: int = BINS
+) -> ReferenceProfile:
+    """The reference profile of ``rows`` (float32 ``(n, n_features)`` in model order, after the caller
+    policy) and the model's ``outputs`` on them (after its clamp): quantile edges from the data,
+    fractions counted by the same :class:`Binner` the live profile uses, so the reference data
+    compared with itself has a PSI of exactly 0."""
+    x = np.asarray(rows, dtype=np.float32)
+    if x.ndim != 2 or x.shape[1] != len(features):
+        raise M7Error(f"reference rows must be (n, {len(features)}), got shape {x.shape}")
+    if len(x) == 0:
+        raise M7Error("the reference data has no rows; a profile needs at least one")
+    y = prediction_values(outputs)
+    if len(y) != len(x):
+        raise M7Error(f"{len(y)} outputs for {len(x)} reference rows")
+    xb = Binner([quantile_edges(x[:, j], bins) for j in range(x.shape[1])])
+    yb = Binner([quantile_edges(y, bins)])
+    hist = xb.histograms(xb.counts(x))
+    return ReferenceProfile(
+        rows=len(x),
+        features=dict(zip(features, hist, strict=True)),
+        prediction=yb.histograms(yb.counts(y.reshape(-1, 1)))[0],
+    )
