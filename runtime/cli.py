@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     score = sub.add_parser("score", help="score Parquet/CSV/JSONL files with one or more models (local or Dask)")
     batch.add_cli_arguments(score)
     score.set_defaults(run=batch.run_cli)
+    from . import monitor_cli  # drift and diff; pyarrow and matplotlib load when they run
+
+    monitor_cli.register(sub)
     return parser
 
 
