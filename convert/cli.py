@@ -35,6 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--missing", type=float, help="missing-value sentinel for native .json/.ubj files (default NaN)")
     p.add_argument("--rows", type=int, default=2000, help="random probe rows for verification (default 2000)")
     p.add_argument(
+        "--reference",
+        type=Path,
+        metavar="DATA",
+        help="Parquet/CSV/JSONL with the model's feature columns (e.g. its training data): store a reference "
+        "profile for drift monitoring (default: the spec's reference, else keep the existing artifact's)",
+    )
+    p.add_argument(
         "--trust-pickle",
         action="store_true",
         help="DANGEROUS: let the pickle import globals outside the allow-list (runs code from the file)",
@@ -83,6 +90,7 @@ def _convert(args: argparse.Namespace) -> int:
                 trust_pickle=args.trust_pickle,
                 missing=args.missing,
                 n_random=args.rows,
+                reference=args.reference,
             )
         except ParityError as exc:
             failures += 1
@@ -99,6 +107,7 @@ def _convert(args: argparse.Namespace) -> int:
             f"(parity on {rows} rows, max rel error {worst:.2e})"
         )
         print(f"     {result.name}: policy from {result.policy_origin.describe()}")
+        print(f"     {result.name}: {result.profile_note}")
         for flavor, why in result.skipped.items():
             print(f"     {result.name}: no {flavor} flavor: {why}")
     return 1 if failures else 0

@@ -17,7 +17,7 @@ from m7_runtime.integrity import artifact_bytes
 from m7_runtime.parity import REL_TOL, TOLERANCE_TEXT, Parity
 from m7_runtime.policy import InputPolicy
 
-from . import graph
+from . import graph, profiles
 from .emit_tensor import emit_tensor, tensor_facts
 from .emit_tree import emit_tree
 from .errors import ConvertError, ParityError, UnsupportedModelError
@@ -43,6 +43,7 @@ class Conversion:
     reports: dict[str, FlavorReport]
     skipped: dict[str, str] = field(default_factory=dict)  # flavor -> why ``all`` left it out
     policy_origin: PolicyOrigin = field(default_factory=lambda: PolicyOrigin("default"))
+    profile_note: str = ""  # where the reference profile came from (m7_convert.profiles)
 
 
 def task_of(source: Source, forest: Forest) -> str:
@@ -121,8 +122,13 @@ def convert(
     missing: float | None = None,
     n_random: int = 2000,
     seed: int = 0,
+    reference: str | Path | None = None,
 ) -> Conversion:
     """Convert one model file; write artifacts only if every flavor passes parity.
+
+    ``reference``: data (Parquet, CSV, JSONL with the model's feature columns) to store a
+    reference profile from, for drift monitoring (:mod:`m7_convert.profiles` says which
+    profile is used without it).
 
     ``flavors``: ``"all"`` (every flavor that can represent the model: the tree flavor,
     and the tensor flavor unless a Pipeline's preprocessing needs ai.onnx.ml operators),
@@ -146,6 +152,17 @@ def convert(
     models, skipped = _emit_all(source, forest, flavors)
     facts = {f: tensor_facts(m, forest) for f, m in models.items() if f != "tree"}
     opsets = {f: graph.opsets_of(m) for f, m in models.items()}
+    policy = spec.policy if spec else InputPolicy()
+    first = models["tree"] if "tree" in models else next(iter(models.values()))
+    profile, profile_note = profiles.choose(
+        reference=Path(reference) if reference is not None else None,
+        spec=spec,
+        out_dir=out_dir,
+        name=name,
+        features=features,
+        policy=policy,
+        predict=lambda rows: onnx_predict(first.SerializeToString(), rows),
+    )
     draft = Manifest(
         name=name,
         task=task,
@@ -158,12 +175,13 @@ def convert(
         input_name=graph.INPUT,
         missing=None if np.isnan(forest.missing) else float(forest.missing),
         skipped_flavors=skipped,
-        policy=spec.policy if spec else InputPolicy(),
+        policy=policy,
         policy_origin=origin,
         split_ranges={}
         if source.preprocessor is not None
         else {k: SplitRange(**v) for k, v in forest.split_ranges().items()},
         converter=library_versions(),
+        reference=profile,
     )
     contract = draft.contract()
     models = {flavor: stamp_contract(m, contract) for flavor, m in models.items()}
@@ -192,7 +210,8 @@ def convert(
     )
     if manifest.contract() != contract:  # the stamp and the manifest come from one Manifest: never differ
         raise AssertionError("the manifest's contract changed after stamping")
-    return Conversion(name, write_artifacts(out_dir, blobs, manifest), manifest, reports, skipped, origin)
+    paths = write_artifacts(out_dir, blobs, manifest)
+    return Conversion(name, paths, manifest, reports, skipped, origin, profile_note)
 
 
 def _verify_pipeline(

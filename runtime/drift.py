@@ -138,9 +138,7 @@ class LiveProfile:
         full_rows: int = FULL_ROWS,
         buffer_rows: int = BUFFER_ROWS,
     ) -> None:
-        missing = [f for f in features if f not in reference.features]
-        if missing or len(reference.features) != len(features):
-            raise M7Error(f"{name}: the reference profile does not cover the features {missing or '(extra ones)'}")
+        reference.check(features, name or "model")
         if stride < 1 or full_rows < 1 or buffer_rows < 0:
             raise M7Error("stride and full_rows must be at least 1, buffer_rows at least 0")
         self.name = name

@@ -39,6 +39,16 @@ class ReferenceProfile:
     features: Mapping[str, Histogram]
     prediction: Histogram
 
+    def check(self, features: Sequence[str], where: str) -> None:
+        """Refuse a profile that does not cover exactly the model's features, naming the difference."""
+        lacks = [f for f in features if f not in self.features]
+        extra = [f for f in self.features if f not in set(features)]
+        if lacks or extra:
+            raise M7Error(
+                f"{where}: the reference profile must cover exactly the model's features; it lacks {lacks[:10]} "
+                f"and has {extra[:10]} in addition"
+            )
+
 
 def histogram_from_json(f: Fields) -> Histogram:
     h = Histogram(
@@ -57,14 +67,15 @@ def histogram_from_json(f: Fields) -> Histogram:
 
 
 def profile_from_json(f: Fields, features: tuple[str, ...]) -> ReferenceProfile:
+    """Read a profile. That it covers exactly ``features`` is checked when a model loads
+    (:meth:`ReferenceProfile.check`), after the contract: a manifest whose features were edited
+    then gets the contract's message, which names the difference with the ONNX."""
     profile = ReferenceProfile(
         rows=f.int("rows", lo=1),
         features=f.mapping("features", histogram_from_json),
         prediction=histogram_from_json(f.obj("prediction")),
     )
     f.done()
-    if set(profile.features) != set(features):
-        raise f.error("features", "must profile exactly the model's features")
     return profile
 
 
