@@ -106,7 +106,9 @@ def _convert(args: argparse.Namespace) -> int:
             f"ok   {result.name}: {', '.join(p.name for p in result.paths)} "
             f"(parity on {rows} rows, max rel error {worst:.2e})"
         )
-        print(f"     {result.name}: policy from {result.policy_origin.describe()}")
+        recorded = result.manifest.policy_origin
+        inherited = f" (which took it from {recorded.describe()})" if recorded != result.policy_origin else ""
+        print(f"     {result.name}: policy from {result.policy_origin.describe()}{inherited}")
         print(f"     {result.name}: {result.profile_note}")
         for flavor, why in result.skipped.items():
             print(f"     {result.name}: no {flavor} flavor: {why}")

@@ -176,7 +176,7 @@ def convert(
         missing=None if np.isnan(forest.missing) else float(forest.missing),
         skipped_flavors=skipped,
         policy=policy,
-        policy_origin=origin,
+        policy_origin=spec.recorded_origin if spec else origin,
         split_ranges={}
         if source.preprocessor is not None
         else {k: SplitRange(**v) for k, v in forest.split_ranges().items()},

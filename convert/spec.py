@@ -63,7 +63,14 @@ class ModelSpec:
     policy: InputPolicy = field(default_factory=InputPolicy)
     spec_file: Path | None = None
     reference: Path | None = None  # reference data for the monitoring profile (m7_convert.profiles)
-    origin: PolicyOrigin = field(default_factory=lambda: PolicyOrigin("spec"))
+    origin: PolicyOrigin = field(default_factory=lambda: PolicyOrigin("spec"))  # where this run found it
+    #: what the manifest records: where the policy was defined. An inherited policy keeps the origin its
+    #: artifact recorded, so converting the same source into the same folder again gives the same bytes.
+    recorded: PolicyOrigin | None = None
+
+    @property
+    def recorded_origin(self) -> PolicyOrigin:
+        return self.recorded or self.origin
 
     def listed_features(self) -> tuple[str, ...] | None:
         if self.features is not None or self.features_file is None:
@@ -190,6 +197,7 @@ def _from_artifact(manifest_path: Path, source: Path, kind: str, detail: str) ->
         features=m.features,
         policy=m.policy,
         origin=PolicyOrigin(kind, detail),  # type: ignore[arg-type]
+        recorded=m.policy_origin if kind == "existing" else None,
     )
 
 

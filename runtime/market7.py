@@ -25,6 +25,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from . import reload
+from .errors import M7Error
 from .model import Model, load
 
 log = logging.getLogger("m7_runtime.market7")
@@ -38,8 +42,10 @@ LEGACY = "xgb_model"
 
 _lock = threading.Lock()
 _models: dict[tuple[str, str], Model] = {}
-#: the environment variables model_dir() reads; get_model() keys its fast cache on their values
-_ENV = ("M7_MODEL_DIR", "M7_CONFIG", "XDG_CONFIG_HOME", "HOME")
+#: the models the drop-in functions use
+DROP_IN_MODELS = (RECOVERY, CONFIDENCE, SPEND, DCA_SPEND, SAFU, LEGACY)
+#: the environment variables model_dir() and get_model() read; get_model() keys its fast cache on their values
+_ENV = ("M7_MODEL_DIR", "M7_CONFIG", "XDG_CONFIG_HOME", "HOME", "M7_RELOAD_SECONDS")
 _by_env: dict[tuple[Any, ...], Model] = {}
 
 
@@ -91,6 +97,9 @@ def model_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     return bundled_dir()
 
 
+_resolve_folder = model_dir  # for functions whose ``model_dir`` argument shadows it
+
+
 def bundled_dir() -> Path:
     """The artifacts shipped with the package: ``m7_runtime/models`` in a wheel, ``onnx/`` in a checkout."""
     here = Path(__file__).resolve().parent
@@ -118,17 +127,52 @@ def get_model(name: str, directory: str | os.PathLike[str] | None = None) -> Mod
         with _lock:
             model = _models.get(key)
             if model is None:
-                model = _models[key] = load(folder / f"{name}.manifest.json", provider="cpu")
+                model = _models[key] = load(
+                    folder / f"{name}.manifest.json",
+                    provider="cpu",
+                    reload_seconds=reload.env_seconds(os.environ.get("M7_RELOAD_SECONDS")),
+                )
     if folder.is_absolute():
         _by_env[fast_key] = model
     return model
 
 
 def clear_cache() -> None:
-    """Forget loaded models (for tests, or after replacing artifacts on disk)."""
+    """Forget loaded models (for tests, or after replacing artifacts on disk without live reload)."""
     with _lock:
+        for model in _models.values():
+            model.close()
         _models.clear()
         _by_env.clear()
+
+
+def preload(
+    model_dir: str | os.PathLike[str] | None = None, *, names: tuple[str, ...] = DROP_IN_MODELS
+) -> dict[str, Model]:
+    """Load, verify and run once every model the drop-ins use; raise one M7Error listing every problem.
+
+    Call it when the bot starts. The drop-ins never raise (the map's callers do
+    ``predict_recovery_odds(inds) or 0.0``), so without it a wrong model folder or a broken
+    artifact means every prediction logs and returns None, and the bot trades on 0.0 odds
+    forever. With it, the bot stops at start-up with one message naming each missing or bad
+    artifact. The models stay loaded for the drop-ins (same folder resolution as theirs).
+    """
+    folder = _resolve_folder(model_dir)
+    models: dict[str, Model] = {}
+    problems = []
+    for name in names:
+        try:
+            model = get_model(name, model_dir)
+            model.predict(np.zeros((1, len(model.feature_names)), dtype=np.float32))  # sessions load, graphs run
+            models[name] = model
+        except Exception as exc:
+            problems.append(f"{name}: {exc}")
+    if problems:
+        raise M7Error(
+            f"{len(problems)} of the {len(names)} models the drop-ins use cannot be used (model folder {folder}):\n  "
+            + "\n  ".join(problems)
+        )
+    return models
 
 
 def _predict(

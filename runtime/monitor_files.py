@@ -27,7 +27,8 @@ from .artifact import MANIFEST_SUFFIX, Manifest
 from .compare import Comparison, RunningComparison, default_threshold, feature_difference
 from .drift import DriftReport, LiveProfile
 from .errors import M7Error
-from .model import Model, load, range_bounds
+from .model import Model, load
+from .observe import range_bounds
 from .policy import InputPolicy
 
 DEFAULT_BATCH_ROWS = _batch.DEFAULT_BATCH_ROWS

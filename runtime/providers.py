@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Literal
 
 import onnxruntime as ort
 
 from .errors import M7Error
 
-Provider = Literal["cpu", "cuda", "auto"]
 _ORT_NAMES = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+#: onnxruntime's own provider names, accepted as well
+_ALIASES = {"cpuexecutionprovider": "cpu", "cudaexecutionprovider": "cuda"}
 _warned = False
 
 
@@ -39,9 +39,15 @@ def _warn_once(message: str) -> None:
 
 
 def place(provider: str, *, flavors: tuple[str, ...], flavor: str | None, cpu_flavor: str = "tree") -> Placement:
-    """Resolve ``provider`` ("cpu", "cuda", "auto") and an optional forced ``flavor``."""
+    """Resolve ``provider`` ("cpu", "cuda", "auto", or onnxruntime's "CPUExecutionProvider" /
+    "CUDAExecutionProvider") and an optional forced ``flavor``."""
+    if isinstance(provider, str):
+        provider = _ALIASES.get(provider.lower(), provider)
     if provider not in ("cpu", "cuda", "auto"):
-        raise M7Error(f"provider must be 'cpu', 'cuda' or 'auto', got {provider!r}")
+        raise M7Error(
+            f"provider must be 'cpu', 'cuda' or 'auto' (or onnxruntime's CPUExecutionProvider, CUDAExecutionProvider), "
+            f"got {provider!r}"
+        )
     if flavor is not None and flavor not in flavors:
         raise M7Error(f"flavor {flavor!r} is not in this artifact; it has {sorted(flavors)}")
     wants_cuda = provider == "cuda" or (provider == "auto" and cuda_available())

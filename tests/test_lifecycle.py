@@ -83,8 +83,11 @@ def test_reconversion_inherits_the_existing_artifacts_policy(zoo_dir: Path, tmp_
     out = tmp_path / "out"
     first = convert(built.path, out_dir=out, name="named", spec_path=spec, n_random=200)
     assert first.policy_origin.kind == "spec"
+    first_bytes = first.paths[-1].read_bytes()
     again = convert(built.path, out_dir=out, name="named", n_random=200)
     assert again.policy_origin.kind == "existing" and again.policy_origin.detail.startswith("named.manifest.json")
+    assert again.manifest.policy_origin == first.manifest.policy_origin  # where it was defined, kept
+    assert again.paths[-1].read_bytes() == first_bytes  # so re-converting the same source changes nothing
     assert again.manifest.policy == first.manifest.policy and again.manifest.description == "mine"
     assert again.manifest.policy.on_missing == "zero" and again.manifest.policy.clamp_max == 0.9
 

@@ -45,8 +45,8 @@ def test_load_accepts_manifest_or_onnx_path():
 
 def test_load_dir_shares_sessions_of_identical_artifacts(models):
     assert set(models) == SIX
-    assert models["xgb_spend_model"]._sessions is models["xgb_dca_spend_model"]._sessions
-    assert models["xgb_spend_model"]._sessions is not models["xgb_recovery_model"]._sessions
+    assert models["xgb_spend_model"]._state.sessions is models["xgb_dca_spend_model"]._state.sessions
+    assert models["xgb_spend_model"]._state.sessions is not models["xgb_recovery_model"]._state.sessions
 
 
 @pytest.mark.parametrize(
@@ -78,7 +78,10 @@ def test_large_batch_is_chunked_across_threads_without_changing_results(models):
     m = models["xgb_spend_model"]
     X = np.random.default_rng(0).normal(50, 30, (20_000, 19)).astype(np.float32)
     whole = m.predict(X)
-    pieces = np.concatenate([m._run(m._sessions.get(), X[i : i + 1000]) for i in range(0, len(X), 1000)])
+    from m7_runtime.model import _run
+
+    state = m._state
+    pieces = np.concatenate([_run(state, state.sessions.get(), X[i : i + 1000]) for i in range(0, len(X), 1000)])
     np.testing.assert_array_equal(whole, pieces)
 
 

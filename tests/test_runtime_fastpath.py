@@ -19,9 +19,9 @@ import pytest
 
 import m7_runtime
 from conftest import ONNX, SIX
-from m7_runtime import market7
-from m7_runtime import model as model_module
+from m7_runtime import market7, observe, sessions
 from m7_runtime.integrity import artifact_bytes
+from m7_runtime.policy import to_float
 
 
 def plain_session(model: m7_runtime.Model) -> ort.InferenceSession:
@@ -54,7 +54,7 @@ def reference_row(model: m7_runtime.Model, row: dict) -> np.ndarray:
     if model.policy.one_hot:
         vals = model.policy.row(model.feature_names, row)
     else:
-        vals = [model_module.to_float(f, row.get(f, 0.0)) for f in model.feature_names]
+        vals = [to_float(f, row.get(f, 0.0)) for f in model.feature_names]
     with np.errstate(over="ignore"):
         return np.asarray([vals], dtype=np.float64).astype(np.float32)
 
@@ -77,13 +77,13 @@ def test_spend_clamp_matches_np_clip():
     """The scalar clamp gives np.clip's answer, -0.0 and NaN included."""
     spend = m7_runtime.load(ONNX / "xgb_spend_model.manifest.json", provider="cpu")
     spend.predict_one({})
-    view, buf, out, _run = spend._local.row
+    runner = spend._local.runner
     for y in (-5.0, -0.0, 0.0, 3.5, math.nan, math.inf, -math.inf):
 
         def crafted(y=y):
-            out[...] = y
+            runner.out[...] = y
 
-        spend._local.row = (view, buf, out, crafted)
+        runner.run = crafted
         got = spend.predict_one({})
         want = float(np.clip(np.float32(y), spend.policy.clamp_min, spend.policy.clamp_max))
         assert (math.isnan(got) and math.isnan(want)) or (
@@ -92,16 +92,16 @@ def test_spend_clamp_matches_np_clip():
 
 
 def test_out_of_range_counts_are_exact_when_read(snapshots, monkeypatch):
-    monkeypatch.setattr(model_module, "_RANGE_BATCH", 64)  # cross the flush boundary several times
+    monkeypatch.setattr(observe, "BATCH_ROWS", 64)  # cross the flush boundary several times
     model = m7_runtime.load(ONNX / "xgb_recovery_model.manifest.json", provider="cpu")
     rows = [{k: v for k, v in r.items() if v is not None} for r in snapshots.head(300).to_dict("records")]
     x = np.array([[r[f] for f in model.feature_names] for r in rows], dtype=np.float32)
     for r in rows:
         model.predict_one(r)
-    outside = (x < model._lo) | (x > model._hi)
+    outside = (x < model._range.lo) | (x > model._range.hi)
     want = {f: int(c) for f, c in zip(model.feature_names, outside.sum(axis=0), strict=True) if c}
     assert model.out_of_range == want
-    assert not model._pending_rows
+    assert not model.observers.pending
     model.predict_one(rows[0])
     model.out_of_range = {}  # a new period: queued rows are dropped with the old counts
     assert model.out_of_range == {}
@@ -132,7 +132,7 @@ def test_binding_problems_fall_back_to_session_run(monkeypatch, snapshots):
     assert [slow.predict_one(r) for r in rows] == want
     monkeypatch.undo()
 
-    monkeypatch.setattr(m7_runtime.Model, "_bound_matches", staticmethod(lambda run, out, plain: False))
+    monkeypatch.setattr(sessions, "writes_like_plain", lambda run, out, plain: False)
     unchecked = m7_runtime.load(ONNX / "xgb_confidence_model.manifest.json", provider="cpu")
     assert [unchecked.predict_one(r) for r in rows] == want
 
@@ -183,5 +183,5 @@ def test_spend_one_hot_fast_path_matches_policy_row(snapshots):
             assert spend.predict_one(row) == want, status
     with pytest.raises(m7_runtime.M7Error, match="btc_status"):
         spend.predict_one(base | {"btc_status": 3})
-    memo = spend._one_hot_slots[0][2]
+    memo = spend._state.read.memos[0]
     assert set(memo) <= {s for s in statuses if s is None or isinstance(s, str)}

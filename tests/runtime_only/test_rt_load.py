@@ -100,14 +100,14 @@ def test_concurrent_load_dir_of_one_folder_is_safe(workload):
 def test_lazy_sessions_are_created_once_under_a_first_use_race(workload):
     _, tasks = workload
     models = m7_runtime.load_dir(rs.ONNX, provider="cpu")  # no session exists yet
-    assert all(m._sessions._session is None for m in models.values())
+    assert all(m._state.sessions._session is None for m in models.values())
     start = threading.Barrier(THREADS)
 
     def worker(_: int) -> dict[str, int]:
         start.wait()
         for t in tasks[::100]:
             _run(models, t)
-        return {name: id(m._sessions.get()) for name, m in models.items()}
+        return {name: id(m._state.sessions.get()) for name, m in models.items()}
 
     with ThreadPoolExecutor(THREADS) as pool:
         seen = list(pool.map(worker, range(THREADS)))
