@@ -48,6 +48,16 @@ FULL_ROWS = 4096
 STRIDE = 8
 
 
+def no_reference_error(name: str, path: Any = None) -> M7Error:
+    """What to do about a model without a reference profile."""
+    folder = path.parent if path is not None else "DIR"
+    return M7Error(
+        f"{name} has no reference profile to compare with; convert it with one: m7onnx convert SOURCE "
+        f"--out-dir {folder} --reference DATA (Parquet, CSV or JSONL with the model's feature columns, "
+        "e.g. its training data)"
+    )
+
+
 def psi(reference: Histogram, live: Histogram) -> float:
     """Population stability index of ``live`` against ``reference`` over the same bins, missing included.
 
@@ -64,7 +74,7 @@ def psi(reference: Histogram, live: Histogram) -> float:
 
 
 def level(value: float | None) -> str:
-    """"stable" below 0.1, "watch" from 0.1 to 0.25, "drifted" above 0.25; "no data" for an empty window."""
+    """A PSI's level: "stable" below 0.1, "watch" to 0.25, "drifted" above; "no data" for an empty window."""
     if value is None:
         return "no data"
     if value < STABLE_BELOW:
@@ -142,15 +152,27 @@ class LiveProfile:
         if stride < 1 or full_rows < 1 or buffer_rows < 0:
             raise M7Error("stride and full_rows must be at least 1, buffer_rows at least 0")
         self.name = name
+        self.stride, self.full_rows, self.buffer_rows = stride, full_rows, min(buffer_rows, full_rows)
+        self._lock = threading.Lock()
+        self._bind(reference, features)
+
+    def _bind(self, reference: ReferenceProfile, features: Sequence[str]) -> None:
         self.reference = reference
         self.features = tuple(features)
-        self.stride, self.full_rows, self.buffer_rows = stride, full_rows, min(buffer_rows, full_rows)
         self._x = Binner([reference.features[f].edges for f in self.features])
         self._y = Binner([reference.prediction.edges])
-        self._lock = threading.Lock()
-        self._queue: list[tuple[np.ndarray, np.ndarray]] = []
-        self._queued = 0
-        self._reset_counts()
+        with self._lock:
+            self._queue: list[tuple[np.ndarray, np.ndarray]] = []
+            self._queued = 0
+            self._reset_counts()
+
+    def rebind(self, manifest: Any) -> None:
+        """After a live reload: a new reference profile (new bins) starts a new window; the same one keeps it.
+        A manifest without a profile keeps the old bins (``Model.drift`` then refuses to report)."""
+        ref = manifest.reference
+        if ref is not None and (ref != self.reference or tuple(manifest.features) != self.features):
+            ref.check(manifest.features, self.name or "model")
+            self._bind(ref, manifest.features)
 
     def _reset_counts(self) -> None:
         self._xc = np.zeros((len(self.features), self._x.width), dtype=np.int64)

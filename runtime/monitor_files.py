@@ -25,7 +25,7 @@ import numpy as np
 from . import batch as _batch
 from .artifact import MANIFEST_SUFFIX, Manifest
 from .compare import Comparison, RunningComparison, default_threshold, feature_difference
-from .drift import DriftReport, LiveProfile
+from .drift import DriftReport, LiveProfile, no_reference_error
 from .errors import M7Error
 from .model import Model, load
 from .observe import range_bounds
@@ -146,14 +146,6 @@ def _plan(reader: _Reader, paths: Sequence[Path]) -> tuple[_batch.ScoringPlan, d
 
 
 # ---- drift -------------------------------------------------------------------------------------------
-
-
-def no_reference_error(name: str, path: Path | None) -> M7Error:
-    return M7Error(
-        f"{name} has no reference profile to compare with; convert it with one: "
-        f"m7onnx convert SOURCE --out-dir {path.parent if path else 'DIR'} --reference DATA "
-        "(Parquet, CSV or JSONL with the model's feature columns, e.g. its training data)"
-    )
 
 
 def drift_file(

@@ -38,6 +38,8 @@ class Shadow:
     """An observer of ``served`` that scores ``candidate`` on the same rows. See the module docstring."""
 
     def __init__(self, served: Any, candidate: Any, *, threshold: float | None = None, top: int = 10) -> None:
+        if candidate is served:
+            raise M7Error(f"cannot shadow {served.name} with itself; load the candidate separately")
         why = feature_difference(served.feature_names, candidate.feature_names)
         if why is not None:
             raise M7Error(f"cannot shadow {served.name} with {candidate.name}: {why}")
