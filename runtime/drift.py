@@ -185,6 +185,8 @@ class LiveProfile:
         n = len(rows)
         if n == 0:
             return
+        if rows.ndim != 2 or rows.shape[1] != len(self.features):
+            raise M7Error(f"{self.name}: observed rows of shape {rows.shape}, expected (n, {len(self.features)})")
         if n < self.buffer_rows:
             with self._lock:
                 self._queue.append((np.array(rows, dtype=np.float32), prediction_values(outputs).copy()))
@@ -207,11 +209,7 @@ class LiveProfile:
         return rows, y
 
     def _count(self, rows: np.ndarray, y: np.ndarray, *, seen: int) -> None:
-        x = np.asarray(rows)
-        if x.dtype != np.float32:
-            x = x.astype(np.float32)
-        if x.ndim != 2 or x.shape[1] != len(self.features):
-            raise M7Error(f"{self.name}: observed rows of shape {x.shape}, expected (n, {len(self.features)})")
+        x = rows if rows.dtype == np.float32 else rows.astype(np.float32)
         xc = self._x.counts(x)
         yc = self._y.counts(np.asarray(y, dtype=np.float32).reshape(-1, 1))
         with self._lock:
