@@ -41,6 +41,7 @@ from .errors import M7Error
 def _prometheus() -> Any:
     try:
         import prometheus_client
+        import prometheus_client.core
     except ImportError as exc:
         raise M7Error(f"metrics need prometheus_client: pip install 'market7-onnx[monitor]' ({exc})") from exc
     return prometheus_client
