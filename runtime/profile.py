@@ -123,8 +123,9 @@ class Binner:
 
     The result is an ``(n_columns, width)`` int64 array: column ``j``'s bins at ``[j, :len(edges_j) + 1]``
     and its missing values (NaN) at ``[j, -1]``; ±inf fall in the outermost bins. With the few
-    edges of a quantile profile, one vectorised comparison per edge over the whole matrix
-    is about 3x faster than a binary search per column (NaN-padded edges never compare true).
+    edges of a quantile profile, counting the values at or above each edge (one vectorised
+    comparison per edge over the transposed matrix) and taking differences is 2 to 4x faster
+    than a binary search and a bincount per column (measured on 18 columns, 4k to 128k rows).
     """
 
     def __init__(self, edges: Sequence[Sequence[float]]) -> None:
@@ -135,31 +136,31 @@ class Binner:
         self._levels = np.full((k, len(edges)), np.nan, dtype=np.float32)
         for j, e in enumerate(self._edges):
             self._levels[: len(e), j] = e
-        self._offsets = np.arange(len(edges), dtype=np.intp) * self.width
         self._small = k <= _PASS_EDGES
-        self._dtype = np.uint8 if k < 255 else np.uint16
 
     def counts(self, x: np.ndarray) -> np.ndarray:
         """Bin counts of ``x`` (``(n, n_columns)`` float32, any strides)."""
         n, m = x.shape
-        nan = np.count_nonzero(np.isnan(x), axis=0)
+        out = np.zeros((m, self.width), dtype=np.int64)
+        xt = np.ascontiguousarray(x.T)  # one copy; every pass below then reads rows of memory
+        nan = np.count_nonzero(np.isnan(xt), axis=1)
         if self._small:
-            idx = np.zeros((n, m), dtype=self._dtype)
-            for level in self._levels:
-                idx += x >= level
-            flat = np.add(idx, self._offsets, dtype=np.intp)
-            out = np.bincount(flat.ravel(), minlength=m * self.width).reshape(m, self.width)
+            # at_least[k, j]: values of column j >= its k-th edge (NaN compares false; NaN-padded edges too)
+            at_least = np.empty((len(self._levels), m), dtype=np.int64)
+            for k, level in enumerate(self._levels):
+                at_least[k] = np.count_nonzero(xt >= level[:, None], axis=1)
+            for j, k in enumerate(self.n_edges):
+                if k == 0:
+                    out[j, 0] = n - nan[j]
+                    continue
+                out[j, 0] = n - nan[j] - at_least[0, j]
+                out[j, 1:k] = at_least[: k - 1, j] - at_least[1:k, j]
+                out[j, k] = at_least[k - 1, j]
         else:
-            out = np.zeros((m, self.width), dtype=np.int64)
             for j, e in enumerate(self._edges):
-                out[j, : len(e) + 1] = np.bincount(np.searchsorted(e, x[:, j], side="right"), minlength=len(e) + 1)[
-                    : len(e) + 1
-                ]
-        # NaN compares false with every edge (bin 0) and sorts past every edge (the last bin): move it apart
-        if self._small:
-            out[:, 0] -= nan
-        else:
-            out[np.arange(m), np.asarray(self.n_edges, dtype=np.intp)] -= nan
+                counted = np.bincount(np.searchsorted(e, xt[j], side="right"), minlength=len(e) + 1)
+                out[j, : len(e) + 1] = counted[: len(e) + 1]
+                out[j, len(e)] -= nan[j]  # NaN sorts past every edge
         out[:, -1] = nan
         return out
 

@@ -1,0 +1,173 @@
+"""What monitoring costs: drift profiling and shadow scoring, before/after in the same run.
+
+    python -m benchmarks.monitoring                 # results/monitoring.json and monitoring.md
+    python -m benchmarks.monitoring --quick         # fewer rounds, printed only
+
+Targets (issue 12): the live profile adds at most 0.3 µs to ``predict_one``'s p50 and at most
+5% to 1M-row batch throughput. Each path is measured on the headline model in interleaved
+rounds (the order rotates each round) and the cost is taken inside each round, so load on
+the shared machine moves both sides together:
+
+* ``before``: the model as it was before monitoring (its out-of-range counter only);
+* ``after``: as loaded now, with the live drift profile of its reference (the default);
+* ``every_row``: the profile counting every row of large batches (``stride=1``), the
+  alternative the stride sample was chosen over;
+* ``shadow``: ``after`` plus a shadow candidate (a second model of the same size).
+
+``predict_one``: per-call wall time over varied snapshot dicts; p50 and mean (the mean
+carries the batched delivery every 4,096 calls). Batches: ``Model.predict`` on distinct
+float32 rows at 100, 10,000 and 1,000,000 rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import numpy as np
+
+from . import RESULTS, common, env
+from .timing import block_seconds, calls_for, cycling, distinct_batches, per_call_ns, percentiles_us, rotated, summarize
+
+PATHS = ("before", "after", "every_row", "shadow")
+TARGETS = {"predict_one_p50_added_us": 0.3, "batch_1m_cost_ratio": 1.05}
+
+
+def models() -> dict[str, Any]:
+    """One model per path, each loaded fresh (own observers, shared sessions do not matter for timing)."""
+    import m7_runtime
+    from m7_runtime.drift import LiveProfile
+    from m7_runtime.shadow import attach
+
+    path = common.ONNX / f"{common.HEADLINE}.manifest.json"
+    out = {k: m7_runtime.load(path, provider="cpu") for k in PATHS}
+    out["before"].remove_observer(out["before"]._profile)
+    every = out["every_row"]
+    every.remove_observer(every._profile)
+    every._profile = LiveProfile(every.manifest.reference, every.feature_names, name=every.name, stride=1)
+    every.add_observer(every._profile)
+    attach(out["shadow"], m7_runtime.load(path, provider="cpu"))
+    return out
+
+
+def single(fns: dict[str, Any], rows: list[dict[str, Any]], *, calls: int, rounds: int) -> dict[str, Any]:
+    per_round: dict[str, list[dict[str, float]]] = {k: [] for k in fns}
+    for r in range(rounds):
+        for key in rotated(list(fns), r):
+            per_round[key].append(percentiles_us(per_call_ns(fns[key].predict_one, rows, calls, warmup=200)))
+    out: dict[str, Any] = {}
+    for key in fns:
+        out[key] = {s: summarize(x[s] for x in per_round[key]) for s in ("p50", "p99", "mean")}
+        if key != "before":
+            out[key]["p50_added_us"] = summarize(
+                a["p50"] - b["p50"] for a, b in zip(per_round[key], per_round["before"], strict=True)
+            )
+            out[key]["mean_added_us"] = summarize(
+                a["mean"] - b["mean"] for a, b in zip(per_round[key], per_round["before"], strict=True)
+            )
+    return out
+
+
+def batches(fns: dict[str, Any], x: np.ndarray, sizes: list[int], *, rounds: int, min_seconds: float) -> dict:
+    out: dict[str, Any] = {}
+    for n in sizes:
+        parts = distinct_batches(x, n)
+        calls = {k: cycling(fns[k].predict, parts) for k in fns}
+        for k in fns:
+            calls[k]()
+        number = {k: calls_for(calls[k], min_seconds) for k in fns}
+        secs: dict[str, list[float]] = {k: [] for k in fns}
+        for r in range(rounds):
+            for key in rotated(list(fns), r):
+                secs[key].append(block_seconds(calls[key], number[key]))
+        row: dict[str, Any] = {}
+        for key in fns:
+            s = summarize(secs[key])
+            row[key] = {"seconds_per_call": s, "ns_per_row": s["median"] / n * 1e9}
+            if key != "before":
+                row[key]["cost_ratio"] = summarize(a / b for a, b in zip(secs[key], secs["before"], strict=True))
+        out[str(n)] = row
+        print(
+            f"  {n:>9,} rows: " + "  ".join(f"{k} {row[k]['seconds_per_call']['median'] * 1e3:.3g} ms" for k in fns),
+            file=sys.stderr,
+        )
+    return out
+
+
+def verdicts(result: dict[str, Any]) -> dict[str, Any]:
+    added = result["predict_one"]["after"]["p50_added_us"]
+    ratio = result["batch"]["1000000"]["after"]["cost_ratio"]
+    return {
+        "predict_one_p50_added_us": {"median": added["median"], "max_round": added["max"], "target": 0.3,
+                                     "met": added["median"] <= TARGETS["predict_one_p50_added_us"]},
+        "batch_1m_cost_ratio": {"median": ratio["median"], "max_round": ratio["max"], "target": 1.05,
+                                "met": ratio["median"] <= TARGETS["batch_1m_cost_ratio"]},
+    }  # fmt: skip
+
+
+def markdown(result: dict[str, Any]) -> str:
+    one, batch, v = result["predict_one"], result["batch"], result["verdicts"]
+    lines = [
+        "# Monitoring overhead",
+        "",
+        f"`python -m benchmarks.monitoring`, {result['date_utc']}, {result['rounds']} interleaved rounds; "
+        f"model {common.HEADLINE}. Costs are per round (same round, other path), median [min, max].",
+        "",
+        "| target | measured | met |",
+        "| --- | --- | --- |",
+        f"| live profile adds ≤ 0.3 µs to `predict_one` p50 | {v['predict_one_p50_added_us']['median']:+.3f} µs | "
+        f"{'yes' if v['predict_one_p50_added_us']['met'] else 'no'} |",
+        f"| live profile costs ≤ 5% of 1M-row `predict` | {(v['batch_1m_cost_ratio']['median'] - 1) * 100:+.1f}% | "
+        f"{'yes' if v['batch_1m_cost_ratio']['met'] else 'no'} |",
+        "",
+        "| `predict_one` | p50 µs | mean µs | p50 added µs | mean added µs |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for k in PATHS:
+        s = one[k]
+        added = ("", "")
+        if k != "before":
+            added = (f"{s['p50_added_us']['median']:+.3f}", f"{s['mean_added_us']['median']:+.3f}")
+        lines.append(f"| {k} | {s['p50']['median']:.2f} | {s['mean']['median']:.2f} | {added[0]} | {added[1]} |")
+    lines += ["", "| `predict`, rows | " + " | ".join(PATHS) + " |", "| --- |" + " ---: |" * len(PATHS)]
+    for n, row in batch.items():
+        cells = [f"{row['before']['ns_per_row']:.0f} ns/row"]
+        for k in PATHS[1:]:
+            r = row[k]["cost_ratio"]
+            cells.append(f"{(r['median'] - 1) * 100:+.1f}% [{(r['min'] - 1) * 100:+.1f}, {(r['max'] - 1) * 100:+.1f}]")
+        lines.append(f"| {int(n):,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer rounds and calls; prints, writes nothing")
+    args = p.parse_args(argv)
+    rounds, calls = (3, 8192) if args.quick else (7, 3 * 4096)
+    fns = models()
+    rows = common.snapshot_rows(2000, seed=2024)
+    print(f"predict_one: {len(PATHS)} paths x {rounds} rounds x {calls} calls", file=sys.stderr)
+    result: dict[str, Any] = {
+        "date_utc": env.now_utc(),
+        "machine": env.machine(),
+        "versions": env.versions(),
+        "rounds": rounds,
+        "calls_per_round": calls,
+        "predict_one": single(fns, rows, calls=calls, rounds=rounds),
+    }
+    x = common.feature_matrix(fns["before"].feature_names, 1_000_000, seed=99)
+    print("batch: predict at 100, 10k, 1M rows", file=sys.stderr)
+    result["batch"] = batches(fns, x, [100, 10_000, 1_000_000], rounds=rounds, min_seconds=0.05 if args.quick else 0.2)
+    result["verdicts"] = verdicts(result)
+    text = markdown(result)
+    print(text)
+    if not args.quick:
+        (RESULTS / "monitoring.json").write_text(json.dumps(result, indent=2) + "\n")
+        (RESULTS / "monitoring.md").write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
