@@ -43,8 +43,8 @@ STABLE_BELOW, DRIFTED_ABOVE = 0.1, 0.25
 LEVELS = ("stable", "watch", "drifted")
 #: a bin empty on one side counts as this fraction, so the PSI stays finite (a common choice)
 EPSILON = 1e-4
-#: batches smaller than this are queued and counted together
-BUFFER_ROWS = 1024
+#: batches smaller than this are queued and counted together (~60 µs of fixed cost per count, ~0.1 µs per row)
+BUFFER_ROWS = 4096
 #: batches up to this many rows are counted whole (predict_one delivers its rows in batches of this size)
 FULL_ROWS = 4096
 #: larger batches: FULL_ROWS rows plus one in STRIDE of the rest, evenly spaced, are counted

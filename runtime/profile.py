@@ -146,16 +146,14 @@ class Binner:
         nan = np.count_nonzero(np.isnan(xt), axis=1)
         if self._small:
             # at_least[k, j]: values of column j >= its k-th edge (NaN compares false; NaN-padded edges too)
-            at_least = np.empty((len(self._levels), m), dtype=np.int64)
-            for k, level in enumerate(self._levels):
-                at_least[k] = np.count_nonzero(xt >= level[:, None], axis=1)
-            for j, k in enumerate(self.n_edges):
-                if k == 0:
-                    out[j, 0] = n - nan[j]
-                    continue
-                out[j, 0] = n - nan[j] - at_least[0, j]
-                out[j, 1:k] = at_least[: k - 1, j] - at_least[1:k, j]
-                out[j, k] = at_least[k - 1, j]
+            # at_least[j, k]: values of column j >= its k-th edge; 0 past a column's last edge (NaN padding),
+            # so the differences below are every column's bins at once, zeros after its last one
+            k = len(self._levels)
+            at_least = np.zeros((m, k + 1), dtype=np.int64)
+            for i, level in enumerate(self._levels):
+                at_least[:, i] = np.count_nonzero(xt >= level[:, None], axis=1)
+            out[:, 0] = n - nan - at_least[:, 0]
+            out[:, 1 : k + 1] = at_least[:, :k] - at_least[:, 1:]
         else:
             for j, e in enumerate(self._edges):
                 counted = np.bincount(np.searchsorted(e, xt[j], side="right"), minlength=len(e) + 1)
