@@ -36,30 +36,43 @@ PATHS = ("before", "after", "every_row", "shadow")
 TARGETS = {"predict_one_p50_added_us": 0.3, "batch_1m_cost_ratio": 1.05}
 
 
-def models() -> dict[str, Any]:
-    """One model per path, each loaded fresh (own observers, shared sessions do not matter for timing)."""
-    import m7_runtime
-    from m7_runtime.drift import LiveProfile
-    from m7_runtime.shadow import attach
+class Paths:
+    """One model whose observers are switched per path before each timed block: every path runs the same
+    sessions, thread-local buffers and memory, so only the observers differ."""
 
-    path = common.ONNX / f"{common.HEADLINE}.manifest.json"
-    out = {k: m7_runtime.load(path, provider="cpu") for k in PATHS}
-    out["before"].remove_observer(out["before"]._profile)
-    every = out["every_row"]
-    every.remove_observer(every._profile)
-    every._profile = LiveProfile(every.manifest.reference, every.feature_names, name=every.name, stride=1)
-    every.add_observer(every._profile)
-    attach(out["shadow"], m7_runtime.load(path, provider="cpu"))
-    return out
+    def __init__(self) -> None:
+        import m7_runtime
+        from m7_runtime.drift import LiveProfile
+        from m7_runtime.shadow import Shadow
+
+        path = common.ONNX / f"{common.HEADLINE}.manifest.json"
+        self.model = m = m7_runtime.load(path, provider="cpu")
+        self.extra = {
+            "after": m._profile,  # the live profile as loaded
+            "every_row": LiveProfile(m.manifest.reference, m.feature_names, name=m.name, stride=1),
+            "shadow": Shadow(m, m7_runtime.load(path, provider="cpu")),
+        }
+        self.use("before")
+
+    def use(self, key: str) -> Any:
+        m = self.model
+        for observer in self.extra.values():
+            m.remove_observer(observer)
+        if key != "before":
+            m.add_observer(self.extra[key])
+        if key == "shadow":
+            m.add_observer(self.extra["after"])  # shadow scoring on top of the live profile
+        return m
 
 
-def single(fns: dict[str, Any], rows: list[dict[str, Any]], *, calls: int, rounds: int) -> dict[str, Any]:
-    per_round: dict[str, list[dict[str, float]]] = {k: [] for k in fns}
+def single(paths: Paths, rows: list[dict[str, Any]], *, calls: int, rounds: int) -> dict[str, Any]:
+    per_round: dict[str, list[dict[str, float]]] = {k: [] for k in PATHS}
     for r in range(rounds):
-        for key in rotated(list(fns), r):
-            per_round[key].append(percentiles_us(per_call_ns(fns[key].predict_one, rows, calls, warmup=200)))
+        for key in rotated(list(PATHS), r):
+            fn = paths.use(key).predict_one
+            per_round[key].append(percentiles_us(per_call_ns(fn, rows, calls, warmup=200)))
     out: dict[str, Any] = {}
-    for key in fns:
+    for key in PATHS:
         out[key] = {s: summarize(x[s] for x in per_round[key]) for s in ("p50", "p99", "mean")}
         if key != "before":
             out[key]["p50_added_us"] = summarize(
@@ -71,20 +84,24 @@ def single(fns: dict[str, Any], rows: list[dict[str, Any]], *, calls: int, round
     return out
 
 
-def batches(fns: dict[str, Any], x: np.ndarray, sizes: list[int], *, rounds: int, min_seconds: float) -> dict:
+def batches(paths: Paths, x: np.ndarray, sizes: list[int], *, rounds: int, min_seconds: float) -> dict:
     out: dict[str, Any] = {}
+    fns = dict.fromkeys(PATHS)
     for n in sizes:
         parts = distinct_batches(x, n)
-        calls = {k: cycling(fns[k].predict, parts) for k in fns}
+        call = cycling(paths.model.predict, parts)
+        number = {}
         for k in fns:
-            calls[k]()
-        number = {k: calls_for(calls[k], min_seconds) for k in fns}
+            paths.use(k)
+            call()  # warm-up
+            number[k] = calls_for(call, min_seconds)
         secs: dict[str, list[float]] = {k: [] for k in fns}
         cpu: dict[str, list[float]] = {k: [] for k in fns}
         for r in range(rounds):
             for key in rotated(list(fns), r):
+                paths.use(key)
                 t0 = time.process_time()
-                secs[key].append(block_seconds(calls[key], number[key]))
+                secs[key].append(block_seconds(call, number[key]))
                 cpu[key].append((time.process_time() - t0) / number[key])
         row: dict[str, Any] = {}
         for key in fns:
@@ -205,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer rounds and calls; prints, writes nothing")
     args = p.parse_args(argv)
-    rounds, calls = (3, 8192) if args.quick else (7, 3 * 4096)
-    fns = models()
+    rounds, calls = (3, 8192) if args.quick else (9, 3 * 4096)
+    paths = Paths()
     rows = common.snapshot_rows(2000, seed=2024)
     print(f"predict_one: {len(PATHS)} paths x {rounds} rounds x {calls} calls", file=sys.stderr)
     result: dict[str, Any] = {
@@ -215,12 +232,13 @@ def main(argv: list[str] | None = None) -> int:
         "versions": env.versions(),
         "rounds": rounds,
         "calls_per_round": calls,
-        "predict_one": single(fns, rows, calls=calls, rounds=rounds),
+        "predict_one": single(paths, rows, calls=calls, rounds=rounds),
     }
-    x = common.feature_matrix(fns["before"].feature_names, 1_000_000, seed=99)
+    x = common.feature_matrix(paths.model.feature_names, 1_000_000, seed=99)
     print("batch: predict at 100, 10k, 1M rows", file=sys.stderr)
-    result["batch"] = batches(fns, x, [100, 10_000, 1_000_000], rounds=rounds, min_seconds=0.05 if args.quick else 0.2)
-    result["observe_1m"] = observe_cost(fns["after"], x, rounds=rounds)
+    sizes = [100, 10_000, 1_000_000]
+    result["batch"] = batches(paths, x, sizes, rounds=rounds, min_seconds=0.05 if args.quick else 0.2)
+    result["observe_1m"] = observe_cost(paths.use("before"), x, rounds=rounds)
     result["verdicts"] = verdicts(result)
     text = markdown(result)
     print(text)

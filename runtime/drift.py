@@ -6,7 +6,7 @@ apart). A :class:`LiveProfile` is an observer of a model's prediction paths: it 
 rows and outputs it is given into the same bins, and :meth:`LiveProfile.report` compares
 the live fractions with the reference ones by the population stability index.
 
-Cost is what decides the design (measured in ``benchmarks/``, section ``monitor``):
+Cost is what decides the design (measured by ``python -m benchmarks.monitoring``):
 
 * counting is vectorised per batch (:class:`~m7_runtime.profile.Binner`), never per row;
 * batches below :data:`BUFFER_ROWS` rows are copied into a small queue and counted together

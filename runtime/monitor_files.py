@@ -160,6 +160,8 @@ def drift_file(
     out (an error if none has one); a manifest named explicitly must have one. Every row is
     counted (no sampling), so the PSI equals ``model.drift()`` after ``model.score`` of
     these rows wherever that counted every row too (batches of at most a few thousand rows).
+    ``out_of_range`` counts every row of the file too (a running model counts its single
+    ``predict_one`` rows only: a backtest would pay for the comparison on every cell).
     """
     given = [targets] if isinstance(targets, (str, os.PathLike)) else list(targets)
     paths: list[Path] = []

@@ -12,7 +12,7 @@ its outputs (after the clamp), runs the candidate on the same rows, applies the 
 clamp, and adds both to a :class:`~m7_runtime.compare.RunningComparison`, the same numbers
 ``m7onnx diff`` prints (served = old, candidate = new).
 
-Cost (measured in ``benchmarks/``, section ``monitor``): one batched candidate run per
+Cost (measured by ``python -m benchmarks.monitoring``): one batched candidate run per
 delivered batch plus one vectorised comparison. ``predict_one`` delivers its rows every few
 thousand calls, so a single call pays nothing at p50 and the call that triggers a delivery
 pays for the whole batch (a few milliseconds for 4096 rows); a ``predict``/``score`` batch
