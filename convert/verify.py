@@ -175,12 +175,10 @@ def xgboost_predict(source: Source, X: np.ndarray, *, transformed: bool = False)
 
 
 def onnx_predict(model_bytes: bytes, X: np.ndarray) -> np.ndarray:
-    """onnxruntime on the CPU with one intra-op thread, as the runtime runs every graph."""
-    import onnxruntime as ort
+    """onnxruntime on the CPU with the runtime's session options, as the runtime runs every graph."""
+    from m7_runtime.sessions import cpu_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+    sess = cpu_session(model_bytes)
     return sess.run(None, {sess.get_inputs()[0].name: np.ascontiguousarray(X, dtype=np.float32)})[0]
 
 

@@ -210,3 +210,114 @@ def test_runtime_imports_nothing_heavy_in_a_fresh_interpreter():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_predict_proba_is_xgboosts_predict_proba(models, pickles, snapshots, make_models, zoo_dir):
+    """Binary: (n, 2) = [1 - p, p] in float32, as xgboost's sklearn wrapper computes it; multiclass: (n, k)."""
+    from conftest import build_case
+    from m7_convert import convert
+
+    X = snapshots[list(models["xgb_recovery_model"].feature_names)].astype("float32")
+    got = models["xgb_recovery_model"].predict_proba(X.to_numpy())
+    want = pickles["xgb_recovery_model"].predict_proba(X)
+    assert got.shape == (len(X), 2) and got.dtype == np.float32
+    assert_parity(got, want, "recovery predict_proba")
+    np.testing.assert_array_equal(got[:, 0], np.float32(1) - got[:, 1])
+    built = build_case("multi_softprob", zoo_dir)
+    multi = m7_runtime.load(convert(built.path, out_dir=zoo_dir / "proba", n_random=100).paths[-1], provider="cpu")
+    rows = np.random.default_rng(0).normal(size=(50, len(multi.feature_names))).astype(np.float32)
+    assert_parity(multi.predict_proba(rows), built.model.predict_proba(rows), "multiclass predict_proba")
+    with pytest.raises(M7Error, match="predict_proba needs a classifier that predicts probabilities"):
+        models["xgb_spend_model"].predict_proba(rows[:, :1].repeat(19, axis=1))
+
+
+def test_onnxruntime_provider_names_and_session_options():
+    import onnxruntime as ort
+
+    named = m7_runtime.load(ONNX / "xgb_recovery_model.manifest.json", provider="CPUExecutionProvider")
+    assert named.provider == "cpu"
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.intra_op_num_threads = 1
+    mine = m7_runtime.load(ONNX / "xgb_recovery_model.manifest.json", provider="cpu", options=opts)
+    used = mine._state.sessions.get().get_session_options()
+    assert used.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    X = np.random.default_rng(2).normal(40, 20, (100, 18)).astype(np.float32)
+    np.testing.assert_array_equal(mine.predict(X), named.predict(X))
+    with pytest.raises(M7Error, match="CUDAExecutionProvider"):
+        m7_runtime.load(ONNX / "xgb_recovery_model.manifest.json", provider="TensorrtExecutionProvider")
+
+
+def test_out_of_range_is_a_copy_safe_to_read_while_another_thread_counts(models):
+    import threading
+
+    model = m7_runtime.load(ONNX / "xgb_recovery_model.manifest.json", provider="cpu")
+    row = dict.fromkeys(model.feature_names, 0.5)
+    stop = threading.Event()
+
+    def predict() -> None:
+        i = 0
+        while not stop.is_set():
+            model.predict_one(row | {model.feature_names[i % 18]: 1e9})  # a new feature out of range each time
+            i += 1
+
+    t = threading.Thread(target=predict)
+    t.start()
+    try:
+        for _ in range(300):
+            counts = model.out_of_range
+            sum(counts.values())  # iterating a live dict here raised "dictionary changed size during iteration"
+            counts["mine"] = 1  # and a copy is the caller's
+    finally:
+        stop.set()
+        t.join()
+    assert "mine" not in model.out_of_range
+
+
+def test_pyarrow_tables_are_read_by_column_name(models, snapshots):
+    import pyarrow as pa
+
+    spend = models["xgb_spend_model"]
+    table = pa.Table.from_pandas(snapshots.head(300), preserve_index=False)
+    np.testing.assert_array_equal(spend.score(table), spend.score(snapshots.head(300)))
+    rec = models["xgb_recovery_model"]
+    np.testing.assert_array_equal(rec.predict(table), rec.predict(snapshots.head(300)))
+    with pytest.raises(M7Error, match=r"lacks column\(s\) \['rsi'\]"):
+        rec.predict(table.drop(["rsi"]))
+
+
+class _Raises:
+    def __float__(self) -> float:
+        raise RuntimeError("no float here")
+
+    def __array__(self, *args, **kwargs):
+        raise RuntimeError("no array here")
+
+
+class _BrokenMapping(dict):
+    def __getitem__(self, key):
+        raise RuntimeError("broken mapping")
+
+    def get(self, key, default=None):
+        raise RuntimeError("broken mapping")
+
+
+@pytest.mark.parametrize("name", ["xgb_recovery_model", "xgb_spend_model"])
+def test_inputs_that_raise_inside_are_m7errors(models, name):
+    from m7_runtime import market7
+
+    model = models[name]
+    row = dict.fromkeys(model.feature_names, 1.0)
+    with pytest.raises(M7Error, match="cannot read the features"):
+        model.predict_one(_BrokenMapping(row))
+    with pytest.raises(M7Error):
+        model.predict_one(row | {model.feature_names[3]: _Raises()})
+    with pytest.raises(M7Error, match="cannot read the input"):
+        model.predict(_Raises())
+    cells = np.empty((1, len(model.feature_names)), dtype=object)
+    cells[0, :] = 1.0
+    cells[0, 2] = _Raises()  # its __float__ raises
+    with pytest.raises(M7Error):
+        model.predict(cells)
+    drop_in = {"xgb_recovery_model": market7.predict_recovery_odds, "xgb_spend_model": market7.predict_spend_volume}
+    assert drop_in[name](_BrokenMapping(row)) is None
