@@ -105,8 +105,8 @@ def plot_diff(result: DiffResult, path: Path) -> Path:
     if c.threshold is not None:
         left.axvline(c.threshold, color="#7f8c8d", linestyle=":")
         left.axhline(c.threshold, color="#7f8c8d", linestyle=":")
-    left.set_xlabel(f"old ({result.old.name})", fontsize=8)
-    left.set_ylabel(f"new ({result.new.name})", fontsize=8)
+    left.set_xlabel(f"old ({result.old.parent.name}/{result.old.name})", fontsize=8)
+    left.set_ylabel(f"new ({result.new.parent.name}/{result.new.name})", fontsize=8)
     left.set_title(f"predictions on the first {len(a):,} rows", fontsize=9)
     right.hist(b - a, bins=60, color="#2980b9")
     right.set_xlabel("new - old", fontsize=8)
