@@ -18,10 +18,11 @@ from m7_runtime.parity import REL_TOL, TOLERANCE_TEXT, Parity
 from m7_runtime.policy import InputPolicy
 
 from . import graph, profiles
+from .booster_json import from_booster_json
 from .emit_tensor import emit_tensor, tensor_facts
 from .emit_tree import emit_tree
 from .errors import ConvertError, ParityError, UnsupportedModelError
-from .ir import Forest, from_booster_json
+from .ir import Forest
 from .load import Source, load_source
 from .spec import ModelSpec, resolve
 from .verify import FlavorReport, onnx_predict, probes, verify_graph, xgboost_predict
@@ -47,14 +48,18 @@ class Conversion:
 
 
 def task_of(source: Source, forest: Forest) -> str:
-    """What the caller reads from the model (DESIGN.md, "Output semantics")."""
-    if forest.n_groups > 1:
+    """What the caller reads from the model (DESIGN.md, "Output semantics").
+
+    Several outputs are class probabilities (multiclass), one probability per label
+    (multilabel: a classifier trained on several binary targets), or several regression
+    targets (several quantiles, multi-target regression).
+    """
+    if forest.objective.task == "multiclass":
         return "multiclass"
-    if source.estimator == "classifier":
-        return "binary"
-    if source.estimator == "regressor":
-        return "regression"
-    return forest.objective.task
+    binary = source.estimator == "classifier" or (source.estimator != "regressor" and forest.objective.task == "binary")
+    if forest.n_outputs > 1:
+        return "multilabel" if binary else "regression"
+    return "binary" if binary else "regression"
 
 
 def build_forest(source: Source, spec: ModelSpec | None) -> tuple[Forest, tuple[str, ...]]:
@@ -171,7 +176,7 @@ def convert(
         source=source_info(source, forest, task=task, out_dir=out_dir),
         parity=Parity(TOLERANCE_TEXT, REL_TOL, {}, {}, passed=False),
         description=spec.description if spec else "",
-        output=OutputSpec(graph.OUTPUT, forest.objective.meaning, forest.n_outputs),
+        output=OutputSpec(graph.OUTPUT, forest.objective.meaning, forest.n_outputs, forest.targets),
         input_name=graph.INPUT,
         missing=None if np.isnan(forest.missing) else float(forest.missing),
         skipped_flavors=skipped,
@@ -180,6 +185,7 @@ def convert(
         split_ranges={}
         if source.preprocessor is not None
         else {k: SplitRange(**v) for k, v in forest.split_ranges().items()},
+        categories={k: v for k, v in forest.category_values.items() if k in features},
         converter=library_versions(),
         reference=profile,
     )

@@ -43,6 +43,9 @@ import onnx
 from onnx import TensorProto, helper, shape_inference
 
 from . import graph
+from .categories import membership
+from .emit_linear import STRATEGY as LINEAR
+from .emit_linear import emit_linear
 from .errors import ConvertError
 from .ir import Forest, Tree
 
@@ -98,41 +101,40 @@ class _Compact:
 
 
 def _zero_tree() -> Tree:
-    one = np.zeros(1, np.int32)
-    return Tree(one - 1, one - 1, one, np.zeros(1, np.float32), np.zeros(1, bool), np.zeros(1, np.float32))
+    return Tree.leaf(0.0)
 
 
 def _compact(t: Tree, n_features: int) -> _Compact:
-    order = t.reachable()
-    renumber = np.full(t.n_nodes, -1, dtype=np.int64)
-    renumber[order] = np.arange(len(order))
-    leaf = t.is_leaf[order]
-    feature = t.feature[order].astype(np.int64)
-    threshold = t.threshold[order].astype(np.float32)
-    default_left = t.default_left[order]
+    c = t.compact()
+    leaf = c.is_leaf
+    feature = c.feature.astype(np.int64)
+    threshold = c.threshold
+    default_left = c.default_left
     # column blocks: [0, F) NaN -> -inf, [F, 2F) NaN -> +inf, [2F, 3F) 1.0 present / 0.0 missing
     column = np.where(default_left, feature, n_features + feature)
     present_test = default_left & (threshold == np.float32(-np.inf))
     column = np.where(present_test, 2 * n_features + feature, column)
     threshold = np.where(present_test, np.float32(0.5), threshold)
     return _Compact(
-        left=np.where(leaf, -1, renumber[np.maximum(t.left[order], 0)]),
-        right=np.where(leaf, -1, renumber[np.maximum(t.right[order], 0)]),
+        left=c.left.astype(np.int64),
+        right=c.right.astype(np.int64),
         column=np.where(leaf, 0, column).astype(np.int64),
         threshold=np.where(leaf, np.float32(0), threshold).astype(np.float32),
-        value=np.where(leaf, t.weighted_leaf_values()[order], np.float32(0)).astype(np.float32),
+        value=c.weighted_leaf_values(),
     )
 
 
 def slots(forest: Forest) -> tuple[list[Tree], int]:
     """Trees in summation order: slot ``k * groups + g`` is the k-th tree of output group g.
 
-    Groups with fewer trees are padded with one-leaf trees of value 0 (adding +0.0 changes
-    no float32 sum). Returns the trees and K, the number of trees per group.
+    A vector-leaf tree counts as one tree in every group (its splits, that group's leaf
+    values). Groups with fewer trees are padded with one-leaf trees of value 0 (adding
+    +0.0 changes no float32 sum). Returns the trees and K, the number of trees per group.
     """
     per_group: list[list[Tree]] = [[] for _ in range(forest.n_groups)]
     for t in forest.trees:
-        per_group[t.group].append(t)
+        for g in range(forest.n_groups) if t.is_vector else (t.group,):
+            per_group[g].append(t.for_group(g))
     k = max(len(p) for p in per_group)
     return [p[i] if i < len(p) else _zero_tree() for i in range(k) for p in per_group], k
 
@@ -316,23 +318,34 @@ def _sum_in_tree_order(g: _Graph, tree_values: str, rows: str, forest: Forest, p
 
 
 def emit_tensor(forest: Forest, *, strategy: str | None = None) -> onnx.ModelProto:
-    """The tensor-flavor graph of ``forest``; ``strategy`` overrides :func:`choose_strategy` (tests, benchmarks)."""
+    """The tensor-flavor graph of ``forest``; ``strategy`` overrides :func:`choose_strategy` (tests, benchmarks).
+
+    A ``gblinear`` model has no trees: its graph (:mod:`.emit_linear`, standard operators
+    only) is the tensor flavor whatever the strategy. Categorical splits read membership
+    columns (:mod:`.categories`) appended to the input before the column blocks.
+    """
+    if forest.linear is not None:
+        m = emit_linear(forest)
+        m.metadata_props.append(onnx.StringStringEntryProto(key=STRATEGY_KEY, value=LINEAR))
+        return m
     chosen = strategy or choose_strategy(forest)
     if chosen not in STRATEGY_FUNCTIONS:
         known = "; ".join(f"{k}: {v}" for k, v in STRATEGIES.items())
         raise ConvertError(f"unknown tensor strategy {chosen!r}; known: {known}")
-    trees, per_group = slots(forest)
-    compact = [_compact(t, forest.n_features) for t in trees]
-    present_block = any(bool(np.any(c.column >= 2 * forest.n_features)) for c in compact)
+    cats = membership(forest, "x")  # categorical splits -> numerical splits on membership columns
+    numeric = cats.forest
+    trees, per_group = slots(numeric)
+    compact = [_compact(t, numeric.n_features) for t in trees]
+    present_block = any(bool(np.any(c.column >= 2 * numeric.n_features)) for c in compact)
     g = _Graph()
     pre_nodes, pre_inits = graph.missing_to_nan(graph.INPUT, forest.missing, "x")
-    g.nodes.extend(pre_nodes)
-    g.inits.extend(pre_inits)
-    columns = _column_blocks(g, "x", n_features=forest.n_features, present_block=present_block)
+    g.nodes.extend([*pre_nodes, *cats.nodes])
+    g.inits.extend(pre_inits + cats.initializers)
+    columns = _column_blocks(g, cats.output, n_features=numeric.n_features, present_block=present_block)
     rows = g.op("Shape", ["x"], "rows", start=0, end=1)
     tree_values = STRATEGY_FUNCTIONS[chosen](g, columns, compact)
     margin = _sum_in_tree_order(g, tree_values, rows, forest, per_group)
-    link_nodes, link_inits = graph.link(forest.objective.link, margin, graph.OUTPUT)
+    link_nodes, link_inits = graph.link(forest.objective.link, margin, graph.OUTPUT, forest.n_outputs)
     m = graph.model(
         [*g.nodes, *link_nodes],
         g.inits + link_inits,

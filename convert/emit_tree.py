@@ -5,6 +5,8 @@ onnxruntime we support implements it, and with ``post_transform="NONE"`` and the
 its own node it has none of the known post-transform bugs. Thresholds stay float32, so
 ``x < threshold`` compares exactly as xgboost does; ``nodes_missing_value_tracks_true``
 carries xgboost's default direction. Only nodes reachable from each root are emitted.
+Categorical splits read membership columns (:mod:`.categories`); a vector leaf holds one
+target entry per output group.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import onnx
 from onnx import helper
 
 from . import graph
+from .categories import membership
+from .emit_linear import emit_linear
 from .ir import Forest, Tree
 
 
@@ -25,48 +29,55 @@ def _intercept_trees(forest: Forest) -> list[Tree]:
     base margin is large and the result small (a spend model: 50 + trees = 0.8). As the
     first "tree" the base margin is summed exactly where xgboost sums it.
     """
-    one = np.zeros(1, np.int32)
-    return [
-        Tree(one - 1, one - 1, one, np.zeros(1, np.float32), np.zeros(1, bool), np.array([m], np.float32), group=g)
-        for g, m in enumerate(forest.base_margin)
-    ]
+    return [Tree.leaf(m, group=g) for g, m in enumerate(forest.base_margin)]
 
 
 def tree_arrays(forest: Forest) -> dict[str, np.ndarray]:
-    """The forest (intercept trees first) as flat per-node and per-leaf arrays (nodes renumbered per tree)."""
+    """The forest (intercept trees first) as flat per-node and per-leaf arrays (nodes renumbered per tree).
+
+    A vector-leaf tree's leaf gets one target entry per output group.
+    """
     cols: dict[str, list[np.ndarray]] = {
         k: [] for k in ("tree", "node", "feature", "leaf", "value", "true", "false", "missing")
     }
     leaves: dict[str, list[np.ndarray]] = {k: [] for k in ("tree", "node", "group", "weight")}
-    for tid, t in enumerate([*_intercept_trees(forest), *forest.trees]):
-        order = t.reachable()
-        renumber = np.full(t.n_nodes, -1, dtype=np.int64)
-        renumber[order] = np.arange(len(order))
-        leaf = t.is_leaf[order]
-        cols["tree"].append(np.full(len(order), tid, dtype=np.int64))
-        cols["node"].append(np.arange(len(order), dtype=np.int64))
-        cols["feature"].append(np.where(leaf, 0, t.feature[order]).astype(np.int64))
+    for tid, tree in enumerate([*_intercept_trees(forest), *forest.trees]):
+        t = tree.compact()
+        leaf = t.is_leaf
+        n = t.n_nodes
+        cols["tree"].append(np.full(n, tid, dtype=np.int64))
+        cols["node"].append(np.arange(n, dtype=np.int64))
+        cols["feature"].append(t.feature.astype(np.int64))
         cols["leaf"].append(leaf)
-        cols["value"].append(np.where(leaf, np.float32(0), t.threshold[order]).astype(np.float32))
-        cols["true"].append(np.where(leaf, 0, renumber[np.maximum(t.left[order], 0)]))
-        cols["false"].append(np.where(leaf, 0, renumber[np.maximum(t.right[order], 0)]))
-        cols["missing"].append(np.where(leaf, False, t.default_left[order]).astype(np.int64))
+        cols["value"].append(t.threshold)
+        cols["true"].append(np.maximum(t.left, 0).astype(np.int64))
+        cols["false"].append(np.maximum(t.right, 0).astype(np.int64))
+        cols["missing"].append(t.default_left.astype(np.int64))
         leaf_ids = np.flatnonzero(leaf)
+        values = t.weighted_leaf_values()[leaf_ids]
+        groups = np.full(len(leaf_ids), t.group, dtype=np.int64)
+        if t.is_vector:  # leaf by leaf, every group's value
+            k = values.shape[1]
+            leaf_ids, groups, values = np.repeat(leaf_ids, k), np.tile(np.arange(k), len(leaf_ids)), values.ravel()
         leaves["tree"].append(np.full(len(leaf_ids), tid, dtype=np.int64))
         leaves["node"].append(leaf_ids.astype(np.int64))
-        leaves["group"].append(np.full(len(leaf_ids), t.group, dtype=np.int64))
-        leaves["weight"].append(t.weighted_leaf_values()[order[leaf_ids]])
+        leaves["group"].append(groups)
+        leaves["weight"].append(values)
     out = {k: np.concatenate(v) for k, v in cols.items()}
     out.update({f"leaf_{k}": np.concatenate(v) for k, v in leaves.items()})
     return out
 
 
 def emit_tree(forest: Forest) -> onnx.ModelProto:
-    a = tree_arrays(forest)
+    if forest.linear is not None:  # no trees: the linear graph serves both flavors
+        return emit_linear(forest, ml=True)
     pre_nodes, pre_inits = graph.missing_to_nan(graph.INPUT, forest.missing, "x")
+    cats = membership(forest, "x")
+    numeric = cats.forest
+    a = tree_arrays(numeric)
     ensemble = helper.make_node(
         "TreeEnsembleRegressor",
-        ["x"],
+        [cats.output],
         ["margin"],
         domain="ai.onnx.ml",
         n_targets=forest.n_groups,
@@ -86,10 +97,10 @@ def emit_tree(forest: Forest) -> onnx.ModelProto:
         target_ids=a["leaf_group"].tolist(),
         target_weights=a["leaf_weight"].tolist(),
     )
-    link_nodes, link_inits = graph.link(forest.objective.link, "margin", graph.OUTPUT)
+    link_nodes, link_inits = graph.link(forest.objective.link, "margin", graph.OUTPUT, forest.n_outputs)
     return graph.model(
-        [*pre_nodes, ensemble, *link_nodes],
-        pre_inits + link_inits,
+        [*pre_nodes, *cats.nodes, ensemble, *link_nodes],
+        pre_inits + cats.initializers + link_inits,
         n_features=forest.n_features,
         n_outputs=forest.n_outputs,
         graph_name="xgboost_tree_ensemble",

@@ -40,8 +40,12 @@ def missing_to_nan(source: str, missing: float, out: str) -> tuple[list[onnx.Nod
     return nodes, inits
 
 
-def link(name: str, margin: str, out: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-    """Margins [N, groups] -> prediction: [N] for one value per row, [N, k] for probabilities."""
+def link(name: str, margin: str, out: str, n_outputs: int = 1) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """Margins [N, groups] -> prediction: [N] for one value per row, [N, k] for probabilities or k targets.
+
+    ``n_outputs``: the width of the prediction; elementwise links (identity, sigmoid, exp,
+    hinge) keep [N, k] when there are several targets.
+    """
     flat = [const("flat_shape", np.array([-1], dtype=np.int64))]
     if name == "softmax":
         return [helper.make_node("Softmax", [margin], [out], axis=1)], []
@@ -50,22 +54,22 @@ def link(name: str, margin: str, out: str) -> tuple[list[onnx.NodeProto], list[o
             helper.make_node("ArgMax", [margin], ["class_index"], axis=1, keepdims=0),
             helper.make_node("Cast", ["class_index"], [out], to=TensorProto.FLOAT),
         ], []
-    if name == "identity":
-        return [helper.make_node("Reshape", [margin, "flat_shape"], [out])], flat
-    if name == "sigmoid" or name == "exp":
-        op = "Sigmoid" if name == "sigmoid" else "Exp"
-        return [
-            helper.make_node(op, [margin], ["linked"]),
-            helper.make_node("Reshape", ["linked", "flat_shape"], [out]),
-        ], flat
-    if name == "hinge":
-        inits = [*flat, const("zero", np.float32(0))]
-        return [
-            helper.make_node("Greater", [margin, "zero"], ["positive"]),
-            helper.make_node("Cast", ["positive"], ["linked"], to=TensorProto.FLOAT),
-            helper.make_node("Reshape", ["linked", "flat_shape"], [out]),
-        ], inits
-    raise ValueError(f"no ONNX implementation of link {name!r}")
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+    linked = margin
+    if name in ("sigmoid", "exp"):
+        nodes.append(helper.make_node("Sigmoid" if name == "sigmoid" else "Exp", [margin], ["linked"]))
+        linked = "linked"
+    elif name == "hinge":
+        inits.append(const("zero", np.float32(0)))
+        nodes.append(helper.make_node("Greater", [margin, "zero"], ["positive"]))
+        nodes.append(helper.make_node("Cast", ["positive"], ["linked"], to=TensorProto.FLOAT))
+        linked = "linked"
+    elif name != "identity":
+        raise ValueError(f"no ONNX implementation of link {name!r}")
+    if n_outputs > 1:
+        return [*nodes, helper.make_node("Identity", [linked], [out])], inits
+    return [*nodes, helper.make_node("Reshape", [linked, "flat_shape"], [out])], flat + inits
 
 
 def model(

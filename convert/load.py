@@ -23,6 +23,8 @@ from .safe_pickle import Pickled
 
 _CLASSIFIERS = {"XGBClassifier", "XGBRFClassifier"}
 _REGRESSORS = {"XGBRegressor", "XGBRFRegressor", "XGBModel"}
+_RANKERS = {"XGBRanker"}  # predict() is the margin of a rank:* objective
+_WRAPPER_CLASS = {"classifier": "XGBClassifier", "ranker": "XGBRanker"}  # a saved model's _estimator_type
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,7 +35,7 @@ class Source:
     sha256: str
     format: str  # "pickle" | "json" | "ubj"
     model_class: str  # e.g. "xgboost.sklearn.XGBClassifier", "sklearn.pipeline.Pipeline"
-    estimator: str  # "classifier" | "regressor" | "booster"
+    estimator: str  # "classifier" | "regressor" | "ranker" | "booster"
     document: dict[str, Any]  # xgboost's model JSON: {"learner": ..., "version": ...}
     missing: float = math.nan
     iteration_range: tuple[int, int] | None = None  # rounds [begin, end) the wrapper predicts with
@@ -143,9 +145,9 @@ def _source_from_object(obj: Any, base: dict[str, Any], what: str) -> Source:
         doc, _ = _from_booster(obj, what)
         return Source(**base, model_class=model_class, estimator="booster", document=doc,
                       feature_names=_names(doc["learner"].get("feature_names")))  # fmt: skip
-    if short not in _CLASSIFIERS | _REGRESSORS:
+    if short not in _CLASSIFIERS | _REGRESSORS | _RANKERS:
         raise UnsupportedModelError(
-            f"{what} holds an {obj.qualname}; supported: Booster, {sorted(_CLASSIFIERS | _REGRESSORS)}"
+            f"{what} holds an {obj.qualname}; supported: Booster, {sorted(_CLASSIFIERS | _REGRESSORS | _RANKERS)}"
         )
     state = obj.state if isinstance(obj.state, dict) else {}
     if not isinstance(state.get("_Booster"), Pickled):
@@ -156,7 +158,7 @@ def _source_from_object(obj: Any, base: dict[str, Any], what: str) -> Source:
     return Source(
         **base,
         model_class=model_class,
-        estimator="classifier" if short in _CLASSIFIERS else "regressor",
+        estimator="classifier" if short in _CLASSIFIERS else "ranker" if short in _RANKERS else "regressor",
         document=doc,
         missing=math.nan if missing is None else float(missing),
         iteration_range=_best_rounds(doc, booster_state),
@@ -189,7 +191,7 @@ def load_source(path: str | Path, *, trust_pickle: bool = False, missing: float 
         source = Source(
             **base,
             format=fmt,
-            model_class=f"xgboost.sklearn.{'XGBClassifier' if wrapper == 'classifier' else 'XGBRegressor'}"
+            model_class=f"xgboost.sklearn.{_WRAPPER_CLASS.get(wrapper, 'XGBRegressor')}"
             if wrapper
             else "xgboost.core.Booster",
             estimator=wrapper or "booster",

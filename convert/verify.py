@@ -25,7 +25,7 @@ from m7_runtime.fields import Fields
 from m7_runtime.parity import REL_TOL, FlavorParity, check_from_json
 
 from . import reference
-from .ir import Forest
+from .ir import CATEGORY_LIMIT, Forest
 from .load import Source
 
 
@@ -45,38 +45,86 @@ class Probes:
         return {k: len(v) for k, v in self.sets.items()}
 
 
+def category_probe_values(sets: list[np.ndarray]) -> np.ndarray:
+    """Where a categorical feature's values can go: each code, codes in no set, non-integer, invalid.
+
+    Every code the sets mention and the codes between (or a sample when there are many),
+    each code plus 0.5 and one float32 ulp below the next integer (still that category),
+    one ulp below each code (the category before it; below 0: negative, invalid), unseen
+    codes past the largest, negative values, ``-0.0`` (category 0), and the last valid
+    code ``2**24 - 1`` and the first invalid one ``2**24``.
+    """
+    codes = np.unique(np.concatenate(sets)).astype(np.float64)
+    codes = codes[codes < CATEGORY_LIMIT]
+    k = int(codes.max()) + 1 if len(codes) else 0
+    between = np.arange(k) if k <= 512 else np.linspace(0, k - 1, 512).round()
+    base = np.unique(np.concatenate([codes, between])).astype(np.float32)
+    up = np.float32(np.inf)
+    values = [
+        base,
+        base + np.float32(0.5),
+        np.nextafter(base + np.float32(1), -up),
+        np.nextafter(base, -up),
+        np.array([k, k + 1, k + 31, k + 32.5, -1, -0.5, -0.0, CATEGORY_LIMIT - 1, CATEGORY_LIMIT], np.float32),
+    ]
+    return np.unique(np.concatenate(values).astype(np.float32))
+
+
+def edge_values(forest: Forest) -> list[np.ndarray]:
+    """Per feature, the values where a split decides: thresholds ±1 ulp, or :func:`category_probe_values`."""
+    out = []
+    for th, sets in zip(forest.thresholds(), forest.category_sets(), strict=True):
+        vals = [th, np.nextafter(th, np.float32(-np.inf)), np.nextafter(th, np.float32(np.inf))] if len(th) else []
+        if sets:
+            vals.append(category_probe_values(sets))
+        out.append(np.concatenate(vals).astype(np.float32) if vals else np.empty(0, np.float32))
+    return out
+
+
 def edge_rows(forest: Forest, *, seed: int = 0) -> np.ndarray:
     """Every threshold, and one float32 ulp below and above it, in every feature's column.
 
     Column ``f`` cycles through its own edge values (shuffled), so the row count is three
-    times the largest per-feature threshold count, not the sum over features.
+    times the largest per-feature threshold count, not the sum over features. A
+    categorical column cycles through :func:`category_probe_values`.
     """
     rng = np.random.default_rng(seed)
-    per_feature = []
-    for th in forest.thresholds():
-        if len(th) == 0:
-            per_feature.append(np.zeros(1, np.float32))
-            continue
-        vals = np.concatenate([th, np.nextafter(th, np.float32(-np.inf)), np.nextafter(th, np.float32(np.inf))])
-        per_feature.append(rng.permutation(vals.astype(np.float32)))
+    per_feature = [rng.permutation(v) if len(v) else np.zeros(1, np.float32) for v in edge_values(forest)]
     n = max(len(v) for v in per_feature)
     return np.stack([np.resize(v, n) for v in per_feature], axis=1).astype(np.float32)
 
 
 def random_rows(forest: Forest, n: int, *, seed: int = 0) -> np.ndarray:
-    """Rows spread a little beyond each feature's split range, a fifth of cells on a threshold."""
+    """Rows spread a little beyond each feature's split range, a fifth of cells on a threshold.
+
+    A categorical column draws codes from -1 to a few past the largest, a fifth of them
+    not integers. A linear model's columns are spread over magnitudes (0.01 to 100), so
+    float32 rounding of its products and sums is exercised.
+    """
     rng = np.random.default_rng(seed)
     cols = []
-    for th in forest.thresholds():
-        if len(th) == 0:
-            cols.append(rng.normal(0, 1, n))
-            continue
-        lo, hi = float(th[0]), float(th[-1])
-        pad = 0.25 * (hi - lo) + 1e-3 * max(1.0, abs(lo), abs(hi))
-        col = rng.uniform(lo - pad, hi + pad, n)
-        on = rng.random(n) < 0.2
-        col[on] = rng.choice(th, on.sum())
-        cols.append(col)
+    for th, sets in zip(forest.thresholds(), forest.category_sets(), strict=True):
+        if sets:
+            k = int(max(int(s.max()) for s in sets)) + 1
+            col = rng.integers(-1, k + 3, n).astype(np.float64)
+            frac = rng.random(n) < 0.2
+            col[frac] += rng.random(frac.sum())
+            cols.append(col)
+        elif not np.isfinite(th).any():  # no split, or only at ±inf
+            scale = 10.0 ** rng.integers(-2, 3, n) if forest.linear is not None else 1.0
+            col = rng.normal(0, 1, n) * scale
+            on = rng.random(n) < 0.2
+            if len(th):
+                col[on] = rng.choice(th, on.sum())
+            cols.append(col)
+        else:
+            finite = th[np.isfinite(th)]
+            lo, hi = float(finite[0]), float(finite[-1])
+            pad = 0.25 * (hi - lo) + 1e-3 * max(1.0, abs(lo), abs(hi))
+            col = rng.uniform(lo - pad, hi + pad, n)
+            on = rng.random(n) < 0.2
+            col[on] = rng.choice(th, on.sum())
+            cols.append(col)
     return np.stack(cols, axis=1).astype(np.float32)
 
 
@@ -91,18 +139,35 @@ def nan_rows(forest: Forest, base: np.ndarray, *, seed: int = 0) -> np.ndarray:
     return np.concatenate([rows, extremes])
 
 
+def inf_rows(forest: Forest, base: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """Copies of ``base`` with +inf and -inf cells, and rows of each alone."""
+    rng = np.random.default_rng(seed + 3)
+    rows = base.copy()
+    draw = rng.random(rows.shape)
+    rows[draw < 0.15] = np.inf
+    rows[(draw >= 0.15) & (draw < 0.3)] = -np.inf
+    alone = np.array([[np.inf], [-np.inf]], np.float32).repeat(forest.n_features, axis=1)
+    return np.concatenate([rows, alone])
+
+
+def accepts_inf(forest: Forest) -> bool:
+    """xgboost predicts ±inf with trees (``inplace_predict``); a gblinear model needs a DMatrix, which refuses inf."""
+    return forest.linear is None
+
+
 def probes(forest: Forest, *, n_random: int = 2000, seed: int = 0) -> Probes:
     rand = random_rows(forest, n_random, seed=seed)
     edge = edge_rows(forest, seed=seed)
     edge_nan = nan_rows(forest, edge[: min(len(edge), 500)], seed=seed)
-    return Probes(
-        {
-            "random": rand,
-            "nan": nan_rows(forest, rand[: n_random // 2], seed=seed + 2),
-            "edge": edge,
-            "edge_nan": edge_nan,
-        }
-    )
+    sets = {
+        "random": rand,
+        "nan": nan_rows(forest, rand[: n_random // 2], seed=seed + 2),
+        "edge": edge,
+        "edge_nan": edge_nan,
+    }
+    if accepts_inf(forest):
+        sets["inf"] = inf_rows(forest, edge[: min(len(edge), 300)], seed=seed)
+    return Probes(sets)
 
 
 def compare(pred: np.ndarray, ref: np.ndarray, labels: np.ndarray, *, worst: int = 5) -> dict[str, Any]:
@@ -161,17 +226,32 @@ def xgboost_predict(source: Source, X: np.ndarray, *, transformed: bool = False)
     """What the source object's predict/predict_proba gives (P(class 1) for a binary classifier).
 
     ``transformed=True``: ``X`` is already in the booster's feature space (after a
-    Pipeline's preprocessing steps).
+    Pipeline's preprocessing steps). A gblinear booster has no ``inplace_predict``; it
+    predicts through a DMatrix, as its wrappers do.
     """
     if source.preprocessor is not None and not transformed:
-        X = np.asarray(source.preprocessor.transform(X), dtype=np.float32)
-    out = booster(source).inplace_predict(
-        np.ascontiguousarray(X, dtype=np.float32),
-        iteration_range=source.iteration_range or (0, 0),
-        missing=source.missing,
-        validate_features=False,
-    )
+        X = source.preprocessor.transform(_input_frame(source.preprocessor, X))
+    sparse = hasattr(X, "tocsr")  # a sparse output: xgboost reads an unstored entry as missing
+    X = X.tocsr().astype(np.float32) if sparse else np.ascontiguousarray(X, dtype=np.float32)
+    bst = booster(source)
+    rounds = source.iteration_range or (0, 0)
+    if source.document["learner"]["gradient_booster"].get("name") == "gblinear":
+        import xgboost as xgb
+
+        out = bst.predict(xgb.DMatrix(X, missing=source.missing), validate_features=False)
+    else:
+        out = bst.inplace_predict(X, iteration_range=rounds, missing=source.missing, validate_features=False)
     return np.asarray(out, dtype=np.float32)
+
+
+def _input_frame(preprocessor: Any, X: np.ndarray) -> Any:
+    """Rows as the fitted preprocessor expects them: a DataFrame when it was fitted on named columns."""
+    names = getattr(preprocessor, "feature_names_in_", None)
+    if names is None:
+        return X
+    import pandas as pd
+
+    return pd.DataFrame(np.asarray(X, dtype=np.float32), columns=list(names))
 
 
 def onnx_predict(model_bytes: bytes, X: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import M7Error
-from .fields import Fields, as_float, as_int, enc_float, short_repr
+from .fields import Fields, as_float, as_int, as_str, enc_float, short_repr
 from .parity import Parity, parity_from_json, parity_to_json
 from .policy import InputPolicy
 from .profile import ReferenceProfile, profile_from_json, profile_to_json
@@ -34,7 +34,8 @@ MANIFEST_SUFFIX = ".manifest.json"
 #: runnable by onnxruntime's CUDA provider. "tensor_cpu": an optional CPU-only tensor graph that the
 #: runtime prefers over "tensor" for large CPU batches.
 FLAVOR_SUFFIX = {"tree": ".onnx", "tensor": ".tensor.onnx", "tensor_cpu": ".tensor-cpu.onnx"}
-TASKS = ("binary", "multiclass", "regression")
+#: "multilabel": a classifier of several binary labels, P(label j) each (``output.targets`` names them)
+TASKS = ("binary", "multiclass", "multilabel", "regression")
 #: ONNX metadata_props key under which the converter stores the artifact's contract
 CONTRACT_KEY = "m7.contract"
 #: manifests are a few KB to a few hundred KB; a bigger file is not one of ours
@@ -142,6 +143,9 @@ class Manifest:
     policy: InputPolicy = field(default_factory=InputPolicy)
     policy_origin: PolicyOrigin | None = None  # None in schema 1 manifests
     split_ranges: Mapping[str, SplitRange] = field(default_factory=dict)
+    #: per categorical feature, its training categories in code order (code i is categories[i]); for users
+    #: turning values into the codes the model takes (README, "Categorical features")
+    categories: Mapping[str, tuple[str | float, ...]] = field(default_factory=dict)
     converter: Mapping[str, str | None] = field(default_factory=dict)
     reference: ReferenceProfile | None = None
     schema_version: int = SCHEMA_VERSION
@@ -172,6 +176,8 @@ class Manifest:
             "output": self.output.name,
             "input_policy": self.policy.to_json(),
         }
+        if self.output.targets is not None:  # batch scoring names its output columns after them
+            c["targets"] = list(self.output.targets)
         if self.schema_version >= 2:
             c["split_ranges"] = _split_ranges_json(self.split_ranges)
             c["reference"] = None if self.reference is None else profile_to_json(self.reference)
@@ -196,6 +202,7 @@ class Manifest:
             },
             "input": {"name": self.input_name, "dtype": "float32", "shape": ["N", len(self.features)]},
             "features": list(self.features),
+            **({"categories": {k: list(v) for k, v in self.categories.items()}} if self.categories else {}),
             "missing_value": "NaN" if self.missing is None else enc_float(self.missing),
             "flavors": {k: _flavor_json(v) for k, v in self.flavors.items()},
         }
@@ -275,6 +282,7 @@ class Manifest:
             policy=InputPolicy.from_json(f.raw("input_policy", None), where=where),
             policy_origin=None if origin is None else _origin(origin),
             split_ranges=f.mapping("split_ranges", _split_range, {}),
+            categories=_categories(f.obj("categories", None), features),
             converter=_converter(f, "converter"),
             reference=None
             if version < 2 or not f.has("reference")
@@ -321,6 +329,27 @@ def _output(f: Fields) -> OutputSpec:
         raise f.error("targets", f"names {len(spec.targets)} targets for {n} outputs")
     f.done()
     return spec
+
+
+def _category(v: Any) -> str | float:
+    if isinstance(v, str):
+        return as_str(v)
+    value = as_float(v)
+    return int(value) if isinstance(v, int) else value
+
+
+def _categories(f: Fields | None, features: tuple[str, ...]) -> dict[str, tuple[str | float, ...]]:
+    """``categories``: feature -> its category names or numbers, in code order."""
+    if f is None:
+        return {}
+    out = {}
+    named = f.keys()
+    for key in named:
+        if key not in features:
+            raise f.error(key, "is not one of the features")
+        out[key] = f.list(key, _category, "category names or finite numbers")
+    f.done()
+    return out
 
 
 def _flavor(f: Fields) -> FlavorEntry:

@@ -367,7 +367,8 @@ def make_plan(
         raise M7Error(f"--keep names column(s) {unknown} that the input does not have; it has {list(columns)}")
     planned = {}
     for name, m in manifests.items():
-        outputs = (name,) if m.n_outputs == 1 else tuple(f"{name}_{i}" for i in range(m.n_outputs))
+        names = m.output.targets or range(m.n_outputs)  # several targets by name, class probabilities by index
+        outputs = (name,) if m.n_outputs == 1 else tuple(f"{name}_{t}" for t in names)
         clash = [c for c in outputs if c in kept]
         if clash:
             raise M7Error(

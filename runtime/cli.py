@@ -48,7 +48,7 @@ def _info(args: argparse.Namespace) -> int:
                 m.task,
                 str(len(m.features)),
                 "+".join(sorted(m.flavors)),
-                f"{src.n_trees}x{src.max_depth}",
+                "linear" if src.booster == "gblinear" else f"{src.n_trees}x{src.max_depth}",
                 src.objective,
                 src.xgboost_version,
                 _policy_text(m),
@@ -127,7 +127,11 @@ def _predict(args: argparse.Namespace) -> int:
     width = max(len(m.name) for m in models)
     for model in models:
         y = out[model.name]
-        shown = "None" if y is None else (f"{y:.6g}" if isinstance(y, float) else str(y))
+        targets = model.manifest.output.targets
+        if isinstance(y, list) and targets:  # several targets: name each value
+            shown = ", ".join(f"{t}={v:.6g}" for t, v in zip(targets, y, strict=True))
+        else:
+            shown = "None" if y is None else (f"{y:.6g}" if isinstance(y, float) else str(y))
         print(f"{model.name.ljust(width)}  {shown.ljust(10)}  {model.manifest.output.meaning}")
     return status
 

@@ -182,13 +182,13 @@ class Model:
         return y
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities as xgboost's sklearn ``predict_proba`` gives them: (n, 2) or (n, k)."""
+        """Class probabilities as xgboost's sklearn ``predict_proba`` gives them: (n, 2), (n, k) or (n, labels)."""
         m = self._state.manifest
         if m.task == "binary" and m.source.link == "sigmoid":
             p = self.predict(X)
             return np.stack([np.float32(1) - p, p], axis=1)
-        if m.task == "multiclass" and m.source.link == "softmax":
-            return self.predict(X)
+        if (m.task, m.source.link) in (("multiclass", "softmax"), ("multilabel", "sigmoid")):
+            return self.predict(X)  # class probabilities, or P(label j) per label as xgboost's multi-label
         raise M7Error(
             f"{m.name}: predict_proba needs a classifier that predicts probabilities; this {m.task} model's "
             f"output is {m.output.meaning!r} (objective {m.source.objective}); use predict"

@@ -94,7 +94,7 @@ def manifests(draw: st.DrawFn) -> Manifest:
     policy = InputPolicy(
         on_missing=draw(st.sampled_from(["reject", "zero"])),
         clamp_min=draw(st.none() | st.just(lo)),
-        clamp_max=draw(st.none() | st.floats(min_value=max(lo, -1e300), max_value=1e300)),
+        clamp_max=draw(st.none() | st.floats(min_value=min(max(lo, -1e300), 1e300), max_value=1e300)),
         one_hot=one_hot,
         upstream=draw(st.dictionaries(names, names, max_size=2)),
     )

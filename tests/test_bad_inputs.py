@@ -174,7 +174,7 @@ def test_dataframe_inputs(pickles):
 def compute_parity_rows(name: str, seed: int) -> np.ndarray:
     """Rows for the runtime-only parity check: random, with NaN, on every kind of split threshold ±1 ulp, ±inf."""
     from m7_convert import load_source
-    from m7_convert.ir import from_booster_json
+    from m7_convert.booster_json import from_booster_json
 
     model = m7_runtime.load(rs.ONNX / f"{name}.manifest.json", provider="cpu")
     source = load_source(MODELS / f"{name}.pkl")

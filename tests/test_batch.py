@@ -548,6 +548,21 @@ def test_multiclass_model_gives_one_column_per_class(tmp_path):
     np.testing.assert_array_equal(got[[f"multi_{i}" for i in range(k)]].to_numpy(), model.predict(X))
 
 
+def test_several_targets_give_one_named_column_each(tmp_path):
+    """A model of several quantiles scores to NAME_quantile_0.1 ...: its (n, k) prediction, column by column."""
+    quantiles = Path(__file__).parent / "runtime_only" / "families" / "quantiles" / "quantiles.manifest.json"
+    model = m7_runtime.load(quantiles, provider="cpu")
+    X = np.random.default_rng(7).normal(size=(300, len(model.feature_names))).astype(np.float32)
+    src = _parquet(pd.DataFrame(X, columns=list(model.feature_names)).assign(id=np.arange(300)), tmp_path)
+    out = tmp_path / "o.parquet"
+    score([quantiles], input=src, output=out, keep=["id"])
+    got = read_output(out)
+    columns = [f"quantiles_{t}" for t in model.manifest.output.targets]
+    assert columns == ["quantiles_quantile_0.1", "quantiles_quantile_0.5", "quantiles_quantile_0.9"]
+    assert list(got.columns) == ["id", *columns]
+    np.testing.assert_array_equal(got[columns].to_numpy(), model.predict(X))
+
+
 # ---- bounded memory ---------------------------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import m7_runtime
-from conftest import assert_parity, build_case
+from conftest import assert_parity, build_case, pipeline_rows
 from m7_convert import convert, load_source, reference
 from m7_convert.driver import build_forest
 from m7_convert.verify import probes
@@ -35,7 +35,7 @@ def converted(case: Case, root: Path):
         forest, _ = build_forest(source, None)
         rows, _labels = probes(forest, n_random=600).stacked()
         if source.preprocessor is not None:  # rows live in the booster's space; map them back
-            rows = np.asarray(source.preprocessor.inverse_transform(rows[np.isfinite(rows).all(axis=1)]), np.float32)
+            rows = pipeline_rows(source, rows)
         result = convert(built.path, out_dir=root / case.name / "out", flavors=("tree",), n_random=600)
         model = m7_runtime.load(result.paths[-1], provider="cpu")
         _converted[case.name] = (built, source, forest, rows, result, model)

@@ -24,7 +24,7 @@ import pytest
 from onnx import TensorProto, helper, shape_inference
 
 import m7_runtime
-from conftest import MODELS, SIX, assert_parity, build_case
+from conftest import MODELS, SIX, assert_parity, build_case, pipeline_rows
 from m7_convert import UnsupportedModelError, convert, load_source, reference
 from m7_convert.driver import build_forest, emit
 from m7_convert.emit_tensor import (
@@ -72,8 +72,7 @@ def _zoo_graphs(name: str, root: Path) -> dict:
     graphs = {s: emit_tensor(forest, strategy=s) for s in STRATEGIES}
     out = {"built": built, "source": source, "forest": forest, "X": X, "graphs": graphs, "tree": emit_tree(forest)}
     if source.preprocessor is not None:  # the artifact includes the preprocessing: rows in the input space
-        finite = X[np.isfinite(X).all(axis=1)]
-        out["X_input"] = np.asarray(source.preprocessor.inverse_transform(finite), np.float32)
+        out["X_input"] = pipeline_rows(source, X)
         out["artifact"] = emit(source, forest, "tensor")
     return out
 

@@ -30,9 +30,9 @@ import numpy as np
 import onnxruntime as ort
 import xgboost as xgb
 
+from m7_convert.booster_json import from_booster_json
 from m7_convert.emit_tensor import STRATEGY_FUNCTIONS, bytes_per_row, emit_tensor
 from m7_convert.emit_tree import emit_tree
-from m7_convert.ir import from_booster_json
 
 N_FEATURES = 20
 
