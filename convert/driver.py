@@ -16,6 +16,7 @@ from m7_runtime.errors import M7Error
 from m7_runtime.integrity import artifact_bytes
 from m7_runtime.parity import REL_TOL, TOLERANCE_TEXT, Parity
 from m7_runtime.policy import InputPolicy
+from m7_runtime.profile import prediction_of
 
 from . import graph, profiles
 from .booster_json import from_booster_json
@@ -167,6 +168,7 @@ def convert(
         features=features,
         policy=policy,
         predict=lambda rows: onnx_predict(first.SerializeToString(), rows),
+        prediction_of=prediction_of(task, forest.n_outputs),
     )
     draft = Manifest(
         name=name,

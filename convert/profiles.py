@@ -38,7 +38,11 @@ from .write import relpath
 
 
 def build_from_file(
-    data: Path, features: tuple[str, ...], policy: InputPolicy, predict: Callable[[np.ndarray], np.ndarray]
+    data: Path,
+    features: tuple[str, ...],
+    policy: InputPolicy,
+    predict: Callable[[np.ndarray], np.ndarray],
+    prediction_of: str = "value",
 ) -> ReferenceProfile:
     from m7_runtime.monitor_files import reference_rows
 
@@ -46,7 +50,7 @@ def build_from_file(
         rows = reference_rows(data, features, policy)
     except M7Error as exc:
         raise ConvertError(str(exc)) from None
-    return build_profile(rows, policy.clamp(predict(rows)), features)
+    return build_profile(rows, policy.clamp(predict(rows)), features, of=prediction_of)
 
 
 def choose(
@@ -58,11 +62,12 @@ def choose(
     features: tuple[str, ...],
     policy: InputPolicy,
     predict: Callable[[np.ndarray], np.ndarray],
+    prediction_of: str = "value",
 ) -> tuple[ReferenceProfile | None, str]:
     """The profile to store and a line saying where it came from (module docstring)."""
     data = reference if reference is not None else (spec.reference if spec is not None else None)
     if data is not None:
-        profile = build_from_file(data, features, policy, predict)
+        profile = build_from_file(data, features, policy, predict, prediction_of)
         where = "--reference" if reference is not None else "named by its spec entry"
         return profile, f"reference profile from {relpath(data, Path.cwd())} ({profile.rows:,} rows, {where})"
     existing = out_dir / f"{name}{MANIFEST_SUFFIX}"

@@ -199,7 +199,8 @@ class LiveProfile:
             raise M7Error(f"{self.name}: observed rows of shape {rows.shape}, expected (n, {len(self.features)})")
         if n < self.buffer_rows:
             with self._lock:
-                self._queue.append((np.array(rows, dtype=np.float32), prediction_values(outputs).copy()))
+                y = prediction_values(outputs, self.reference.prediction_of).copy()
+                self._queue.append((np.array(rows, dtype=np.float32), y))
                 self._queued += n
                 self._seen += n
                 if self._queued < self.buffer_rows:
@@ -207,7 +208,7 @@ class LiveProfile:
                 rows, y = self._take_queue()
             self._count(rows, y, seen=0)
             return
-        y = prediction_values(outputs)
+        y = prediction_values(outputs, self.reference.prediction_of)
         if n > self.full_rows and self.stride > 1:
             take = sample_rows(n, self.full_rows, self.stride)
             rows, y = rows[take], y[take]

@@ -92,10 +92,8 @@ def plot_drift(report: DriftReport, path: Path) -> Path:
 def plot_diff(result: DiffResult, path: Path) -> Path:
     """Old vs new predictions (a sample of the rows) and the histogram of new - old."""
     plt = _pyplot()
-    from .profile import prediction_values
-
-    a = prediction_values(result.sample_old).astype(np.float64)
-    b = prediction_values(result.sample_new).astype(np.float64)
+    a = np.asarray(result.sample_old, dtype=np.float64).ravel()  # every output of every row
+    b = np.asarray(result.sample_new, dtype=np.float64).ravel()
     c = result.comparison
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
     left.scatter(a, b, s=3, alpha=0.3, color="#2c3e50")

@@ -31,13 +31,23 @@ class Histogram:
     missing: float = 0.0
 
 
+#: what ``ReferenceProfile.prediction`` bins of each row's output (:func:`prediction_values`)
+PREDICTION_OF = ("value", "class", "mean")
+
+
 @dataclass(frozen=True)
 class ReferenceProfile:
-    """The reference distribution of each input feature and of the output, from ``rows`` rows."""
+    """The reference distribution of each input feature and of the output, from ``rows`` rows.
+
+    ``prediction_of`` says what ``prediction`` bins: "value" (one output per row), "class"
+    (a multiclass model's predicted class), "mean" (the mean of several targets or labels:
+    one number that moves when any of them does).
+    """
 
     rows: int
     features: Mapping[str, Histogram]
     prediction: Histogram
+    prediction_of: str = "value"
 
     def check(self, features: Sequence[str], where: str) -> None:
         """Refuse a profile that does not cover exactly the model's features, naming the difference."""
@@ -74,6 +84,7 @@ def profile_from_json(f: Fields, features: tuple[str, ...]) -> ReferenceProfile:
         rows=f.int("rows", lo=1),
         features=f.mapping("features", histogram_from_json),
         prediction=histogram_from_json(f.obj("prediction")),
+        prediction_of=f.choice("prediction_of", PREDICTION_OF, "value"),
     )
     f.done()
     return profile
@@ -88,6 +99,7 @@ def profile_to_json(r: ReferenceProfile) -> dict[str, Any]:
         "rows": r.rows,
         "features": {k: histogram_to_json(h) for k, h in r.features.items()},
         "prediction": histogram_to_json(r.prediction),
+        **({} if r.prediction_of == "value" else {"prediction_of": r.prediction_of}),
     }
 
 
@@ -178,17 +190,26 @@ class Binner:
         return out
 
 
-def prediction_values(outputs: np.ndarray) -> np.ndarray:
-    """What a profile bins of the output: the value itself, or for several outputs per row the arg-max
-    (the predicted class), so a multiclass model's prediction drift is the drift of its decisions."""
+def prediction_of(task: str, n_outputs: int) -> str:
+    """What a model's profile bins of its output: see :class:`ReferenceProfile`."""
+    if n_outputs == 1:
+        return "value"
+    return "class" if task == "multiclass" else "mean"
+
+
+def prediction_values(outputs: np.ndarray, of: str = "value") -> np.ndarray:
+    """One float32 per row, as ``of`` says: the value, the predicted class (arg-max, so a multiclass
+    model's prediction drift is the drift of its decisions), or the mean of the row's outputs."""
     y = np.asarray(outputs)
     if y.ndim == 2 and y.shape[1] > 1:
-        return y.argmax(axis=1).astype(np.float32)
+        if of == "class":
+            return y.argmax(axis=1).astype(np.float32)
+        return y.mean(axis=1, dtype=np.float64).astype(np.float32)
     return y.reshape(len(y)).astype(np.float32, copy=False)
 
 
 def build_profile(
-    rows: np.ndarray, outputs: np.ndarray, features: Sequence[str], *, bins: int = BINS
+    rows: np.ndarray, outputs: np.ndarray, features: Sequence[str], *, bins: int = BINS, of: str | None = None
 ) -> ReferenceProfile:
     """The reference profile of ``rows`` (float32 ``(n, n_features)`` in model order, after the caller
     policy) and the model's ``outputs`` on them (after its clamp): quantile edges from the data,
@@ -199,7 +220,11 @@ def build_profile(
         raise M7Error(f"reference rows must be (n, {len(features)}), got shape {x.shape}")
     if len(x) == 0:
         raise M7Error("the reference data has no rows; a profile needs at least one")
-    y = prediction_values(outputs)
+    k = 1 if np.ndim(outputs) < 2 else np.shape(outputs)[1]
+    of = of or ("value" if k == 1 else "class")
+    if of not in PREDICTION_OF:
+        raise M7Error(f"prediction_of must be one of {PREDICTION_OF}, got {of!r}")
+    y = prediction_values(outputs, of)
     if len(y) != len(x):
         raise M7Error(f"{len(y)} outputs for {len(x)} reference rows")
     xb = Binner([quantile_edges(x[:, j], bins) for j in range(x.shape[1])])
@@ -209,4 +234,5 @@ def build_profile(
         rows=len(x),
         features=dict(zip(features, hist, strict=True)),
         prediction=yb.histograms(yb.counts(y.reshape(-1, 1)))[0],
+        prediction_of=of,
     )

@@ -16,6 +16,8 @@ import xgboost as xgb
 
 import m7_runtime
 from conftest import MODELS, ONNX
+from m7_convert import convert
+from m7_runtime.artifact import Manifest
 from m7_runtime.cli import main
 from m7_runtime.compare import RunningComparison, compare_outputs
 from m7_runtime.drift import LiveProfile, level, psi
@@ -332,7 +334,7 @@ def test_psi_levels_and_multiclass_predictions():
         "drifted",
     ]
     probs = np.array([[0.1, 0.7, 0.2], [0.8, 0.1, 0.1]], np.float32)
-    np.testing.assert_array_equal(prediction_values(probs), [1.0, 0.0])  # the predicted class
+    np.testing.assert_array_equal(prediction_values(probs, "class"), [1.0, 0.0])  # the predicted class
     ref = build_profile(np.zeros((4, 1), np.float32), np.array([[1, 0], [0, 1], [0, 1], [1, 0]]), ["x"])
     assert ref.prediction.edges == (1.0,) and ref.prediction.fractions == (0.5, 0.5)
     assert psi(ref.prediction, ref.prediction) == 0.0
@@ -345,3 +347,29 @@ def test_drift_plot_is_a_png(normal: dict, tmp_path: Path):
     argv = ["drift", str(normal["manifest"]), "--input", str(tmp_path / "live.parquet")]
     assert main([*argv, "--plot", str(tmp_path / "d.png")]) == 0
     assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("case", "of"), [("multi_softprob", "class"), ("multi_target_trees", "mean"), ("multilabel", "mean")]
+)
+def test_multi_output_models_profile_their_class_or_the_mean_of_their_targets(case: str, of: str, zoo_dir, tmp_path):
+    from conftest import build_case
+    from zoo import data
+
+    built = build_case(case, zoo_dir)
+    out = tmp_path / "out"
+    convert(built.path, out_dir=out, name="m", n_random=200, reference=_frame_file(data(3000, seed=4), tmp_path))
+    model = m7_runtime.load(out / "m.manifest.json")
+    ref = model.manifest.reference
+    assert ref.prediction_of == of and model.manifest.n_outputs > 1
+    assert Manifest.loads(model.manifest.dumps()).reference == ref  # "prediction_of" round-trips
+    x = data(3000, seed=4)
+    model.predict(x)
+    report = model.drift()
+    assert report.rows == 3000 and report.prediction == 0.0 and set(report.features.values()) == {0.0}
+
+
+def _frame_file(x: np.ndarray, folder: Path) -> Path:
+    path = folder / "reference.parquet"
+    pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])]).to_parquet(path)
+    return path
