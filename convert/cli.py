@@ -34,6 +34,13 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--missing", type=float, help="missing-value sentinel for native .json/.ubj files (default: NaN)")
     p.add_argument("--rows", type=int, default=2000, help="random probe rows for verification (default: %(default)s)")
     p.add_argument(
+        "--reference",
+        type=Path,
+        metavar="DATA",
+        help="Parquet/CSV/JSONL with the model's feature columns (e.g. its training data): store a reference "
+        "profile for drift monitoring (default: the spec's reference, else keep the existing artifact's)",
+    )
+    p.add_argument(
         "--trust-pickle",
         action="store_true",
         help="DANGEROUS: let the pickle import globals outside the allow-list (runs code from the file; default: off)",
@@ -87,6 +94,7 @@ def _convert(args: argparse.Namespace) -> int:
                 trust_pickle=args.trust_pickle,
                 missing=args.missing,
                 n_random=args.rows,
+                reference=args.reference,
             )
         except ParityError as exc:
             failures += 1
@@ -105,6 +113,7 @@ def _convert(args: argparse.Namespace) -> int:
         recorded = result.manifest.policy_origin
         inherited = f" (which took it from {recorded.describe()})" if recorded != result.policy_origin else ""
         print(f"     {result.name}: policy from {result.policy_origin.describe()}{inherited}")
+        print(f"     {result.name}: {result.profile_note}")
         for flavor, why in result.skipped.items():
             print(f"     {result.name}: no {flavor} flavor: {why}")
     return 1 if failures else 0
