@@ -36,6 +36,13 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--missing", type=float, help="missing-value sentinel for native .json/.ubj files (default: NaN)")
     p.add_argument("--rows", type=int, default=2000, help="random probe rows for verification (default: %(default)s)")
     p.add_argument(
+        "--reference",
+        type=Path,
+        metavar="DATA",
+        help="Parquet/CSV/JSONL with the model's feature columns (e.g. its training data): store a reference "
+        "profile for drift monitoring (default: the spec's reference, else keep the existing artifact's)",
+    )
+    p.add_argument(
         "--tune",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -100,6 +107,7 @@ def _convert(args: argparse.Namespace) -> int:
                 trust_pickle=args.trust_pickle,
                 missing=args.missing,
                 n_random=args.rows,
+                reference=args.reference,
                 tune=args.tune,
             )
         except ParityError as exc:
@@ -119,6 +127,7 @@ def _convert(args: argparse.Namespace) -> int:
         recorded = result.manifest.policy_origin
         inherited = f" (which took it from {recorded.describe()})" if recorded != result.policy_origin else ""
         print(f"     {result.name}: policy from {result.policy_origin.describe()}{inherited}")
+        print(f"     {result.name}: {result.profile_note}")
         if result.plan is not None:
             _print_plan(result.name, result.plan, args.tune_report, len(args.sources) > 1)
         for flavor, why in result.skipped.items():

@@ -17,8 +17,9 @@ from m7_runtime.errors import M7Error
 from m7_runtime.integrity import artifact_bytes
 from m7_runtime.parity import REL_TOL, TOLERANCE_TEXT, Parity
 from m7_runtime.policy import InputPolicy
+from m7_runtime.profile import prediction_of
 
-from . import graph, tune
+from . import graph, profiles, tune
 from .booster_json import from_booster_json
 from .emit_tensor import emit_tensor
 from .emit_tree import emit_tree
@@ -63,6 +64,7 @@ class Conversion:
     reports: dict[str, FlavorReport]
     skipped: dict[str, str] = field(default_factory=dict)  # flavor -> why ``all`` left it out
     policy_origin: PolicyOrigin = field(default_factory=lambda: PolicyOrigin("default"))
+    profile_note: str = ""  # where the reference profile came from (m7_convert.profiles)
     plan: tune.TensorPlan | None = None  # how the tensor graphs were chosen (timings in plan.report)
 
 
@@ -176,6 +178,7 @@ def convert(
     missing: float | None = None,
     n_random: int = 2000,
     seed: int = 0,
+    reference: str | Path | None = None,
     tune: bool | None = None,
 ) -> Conversion:
     """Convert one model (a file, or an in-memory model); write artifacts only if every flavor passes parity.
@@ -183,6 +186,10 @@ def convert(
     ``source_path``: a pickle or xgboost ``.json``/``.ubj`` file, or an in-memory xgboost
     ``Booster``, xgboost sklearn estimator or scikit-learn ``Pipeline`` ending in one (then
     ``name`` is required; it is read through the same allow-list as a file).
+
+    ``reference``: data (Parquet, CSV, JSONL with the model's feature columns) to store a
+    reference profile from, for drift monitoring (:mod:`m7_convert.profiles` says which
+    profile is used without it).
 
     ``flavors``: ``"all"`` (every flavor that can represent the model: the tree flavor,
     the tensor flavor unless a Pipeline's preprocessing needs ai.onnx.ml operators, and the
@@ -220,6 +227,18 @@ def convert(
     models, skipped = _emit_all(source, forest, flavors, plan)
     facts = flavor_facts(models, forest, plan)
     opsets = {f: graph.opsets_of(m) for f, m in models.items()}
+    policy = spec.policy if spec else InputPolicy()
+    first = models["tree"] if "tree" in models else next(iter(models.values()))
+    profile, profile_note = profiles.choose(
+        reference=Path(reference) if reference is not None else None,
+        spec=spec,
+        out_dir=out_dir,
+        name=name,
+        features=features,
+        policy=policy,
+        predict=lambda rows: onnx_predict(first.SerializeToString(), rows),
+        prediction_of=prediction_of(task, forest.n_outputs),
+    )
     draft = Manifest(
         name=name,
         task=task,
@@ -232,13 +251,14 @@ def convert(
         input_name=graph.INPUT,
         missing=None if np.isnan(forest.missing) else float(forest.missing),
         skipped_flavors=skipped,
-        policy=spec.policy if spec else InputPolicy(),
+        policy=policy,
         policy_origin=spec.recorded_origin if spec else origin,
         split_ranges={}
         if source.preprocessor is not None
         else {k: SplitRange(**v) for k, v in forest.split_ranges().items()},
         categories={k: v for k, v in forest.category_values.items() if k in features},
         converter=library_versions(),
+        reference=profile,
     )
     contract = draft.contract()
     models = {flavor: stamp_contract(m, contract) for flavor, m in models.items()}
@@ -268,7 +288,8 @@ def convert(
     )
     if manifest.contract() != contract:  # the stamp and the manifest come from one Manifest: never differ
         raise AssertionError("the manifest's contract changed after stamping")
-    return Conversion(name, write_artifacts(out_dir, blobs, manifest), manifest, reports, skipped, origin, plan)
+    paths = write_artifacts(out_dir, blobs, manifest)
+    return Conversion(name, paths, manifest, reports, skipped, origin, profile_note, plan)
 
 
 def _verify_pipeline(

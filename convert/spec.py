@@ -47,6 +47,7 @@ _KEYS = {
     "clamp_max",
     "one_hot",
     "upstream",
+    "reference",
 }
 _POLICY_KEYS = {"on_missing", "clamp_min", "clamp_max", "one_hot", "upstream"}
 
@@ -61,6 +62,7 @@ class ModelSpec:
     features_file: Path | None = None  # a JSON list of names, read when this entry is used
     policy: InputPolicy = field(default_factory=InputPolicy)
     spec_file: Path | None = None
+    reference: Path | None = None  # reference data for the monitoring profile (m7_convert.profiles)
     origin: PolicyOrigin = field(default_factory=lambda: PolicyOrigin("spec"))  # where this run found it
     #: what the manifest records: where the policy was defined. An inherited policy keeps the origin its
     #: artifact recorded, so converting the same source into the same folder again gives the same bytes.
@@ -137,6 +139,7 @@ def _entry(name: str, d: dict[str, Any], spec_file: Path) -> ModelSpec:
             {k: v for k, v in d.items() if k in _POLICY_KEYS}, where=f"{spec_file} [models.{name}]", prefix=""
         ),
         spec_file=spec_file.resolve(),
+        reference=(spec_file.parent / str(d["reference"])).resolve() if "reference" in d else None,
     )
 
 

@@ -6,8 +6,12 @@ the same estimator classes, the exact feature names and order from the model map
 close to the map's. Running it twice gives models with the same predictions (a test
 retrains into a temporary folder and compares).
 
-    python models/make_models.py               # rewrite the six pickles here
+    python models/make_models.py               # rewrite the six pickles (and the reference data) here
     python models/make_models.py --out /tmp/x  # somewhere else
+
+It also writes ``reference_snapshots.parquet``: the training snapshots the stand-ins were
+fitted on, which ``spec.toml`` names as each model's ``reference``, so ``m7onnx convert``
+stores a drift-monitoring profile of the training data in every bundled artifact.
 
 It is also imported (by file path) by the tests, benchmarks and batch-scoring examples
 for ``generate_snapshots``, the synthetic position-snapshot generator.
@@ -211,6 +215,8 @@ RECIPES = [
 ]
 
 N_TRAIN = 20_000
+#: the training snapshots, as reference data for the monitoring profiles (spec.toml: reference)
+REFERENCE_FILE = "reference_snapshots.parquet"
 
 
 def feature_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -249,6 +255,17 @@ def load_spec() -> dict:
     return tomllib.loads((HERE / "spec.toml").read_text())
 
 
+def reference_table(snaps: pd.DataFrame) -> pd.DataFrame:
+    """The snapshots as the models see them: numbers as float32 (what the runtime feeds the graphs), ids and
+    flags as integers, ``btc_status`` as strings with null where absent. About 3 MB of Parquet."""
+    out = snaps.copy()
+    for c in out.columns:
+        if out[c].dtype == np.float64:
+            out[c] = out[c].astype(np.float32)
+    out["btc_status"] = out["btc_status"].astype(object)
+    return out
+
+
 def make_all(out_dir: Path, *, verbose: bool = True) -> list[Path]:
     import joblib
 
@@ -257,7 +274,9 @@ def make_all(out_dir: Path, *, verbose: bool = True) -> list[Path]:
     data = feature_table(snaps)
     y = labels(snaps)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    reference = out_dir / REFERENCE_FILE
+    reference_table(snaps).to_parquet(reference, index=False, compression="zstd")
+    written = [reference]
     for recipe in RECIPES:
         model = train(recipe, spec, data, y)
         path = out_dir / spec["models"][recipe.name]["source"]

@@ -211,11 +211,28 @@ def _add_score(p: argparse.ArgumentParser) -> None:
     p.set_defaults(run=cli.run)
 
 
+def _add_drift(p: argparse.ArgumentParser) -> None:
+    from . import monitor_cli  # pyarrow and matplotlib load when it runs
+
+    monitor_cli.add_drift_arguments(p)
+
+
+def _add_diff(p: argparse.ArgumentParser) -> None:
+    from . import monitor_cli
+
+    monitor_cli.add_diff_arguments(p)
+
+
 #: the runtime's commands: name -> (summary, what adds its arguments)
 RUNTIME_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "info": ("a table of the artifacts in the model folder, a folder or one manifest", _add_info),
     "predict": ("predict_one on a JSON object of features, with each model's caller policy", _add_predict),
     "score": ("score Parquet/CSV/JSONL files with one or more models (local or Dask)", _add_score),
+    "drift": (
+        "feature and prediction drift (PSI) of a file of live snapshots against each model's reference",
+        _add_drift,
+    ),
+    "diff": ("A/B: compare two versions of models on the same rows", _add_diff),
 }
 
 

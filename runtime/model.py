@@ -31,6 +31,7 @@ import onnxruntime as ort
 
 from . import reload
 from .artifact import Manifest
+from .drift import DriftReport, LiveProfile, no_reference_error
 from .errors import M7Error
 from .fields import short_repr
 from .inputs import column_view, matrix, n_rows
@@ -116,6 +117,8 @@ class Model:
         self._range = RangeCounter(state.manifest.features, state.manifest.split_ranges, state.name)
         if self._range.tracks:
             self.observers.add(self._range)
+        self._profile: LiveProfile | None = None
+        self._watch_drift(state.manifest)
         self._signature: reload.Signature = ()
         self._bad_signature: reload.Signature | None = None
         self.reload_seconds = reload_seconds
@@ -353,6 +356,28 @@ class Model:
         self.observers.flush()
         self._range.reset(value)
 
+    # ---- drift -------------------------------------------------------------------
+    def _watch_drift(self, manifest: Manifest) -> None:
+        """Profile live traffic against the artifact's reference profile, when it has one (m7_runtime.drift)."""
+        if manifest.reference is not None and self._profile is None:
+            self._profile = LiveProfile(manifest.reference, manifest.features, name=manifest.name)
+            self.observers.add(self._profile)
+
+    def drift(self, reset: bool = False) -> DriftReport:
+        """Feature and prediction drift of the traffic since the window started, against the reference profile.
+
+        Every prediction path feeds the window (``predict_one``, ``predict``, ``score``, the
+        drop-ins). ``reset=True`` returns the report and starts a new window. The report's
+        ``features`` map each feature to its PSI (below 0.1 stable, 0.1 to 0.25 watch, above
+        0.25 drifted), ``prediction`` is the output's PSI, ``out_of_range`` the counts of
+        :attr:`out_of_range`. See :class:`~m7_runtime.drift.DriftReport`.
+        """
+        manifest = self.manifest
+        if self._profile is None or manifest.reference is None:
+            raise no_reference_error(manifest.name, manifest.path)
+        self.observers.flush()
+        return self._profile.report(reset=reset, out_of_range=self._range.counts())
+
     # ---- live reload -------------------------------------------------------------
     def _files_signature(self, state: State) -> reload.Signature:
         assert self._origin is not None and state.manifest.path is not None
@@ -382,6 +407,7 @@ class Model:
             rebind = getattr(observer, "rebind", None)
             if rebind is not None and observer is not self._range:
                 rebind(new.manifest)
+        self._watch_drift(new.manifest)
         self._state = new
         self._signature, self._bad_signature = seen, None
         log.info("%s: reloaded from %s", new.name, new.manifest.path)

@@ -23,7 +23,7 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cli")
     src = root / "models"
     src.mkdir()
-    for f in ("xgb_recovery_model.pkl", "xgb_spend_model.pkl", "spec.toml"):
+    for f in ("xgb_recovery_model.pkl", "xgb_spend_model.pkl", "spec.toml", "reference_snapshots.parquet"):
         shutil.copy(MODELS / f, src / f)
     sources = [str(src / "xgb_recovery_model.pkl"), str(src / "xgb_spend_model.pkl")]
     assert main(["convert", *sources, "--out-dir", str(root / "out"), "--flavor", "tree"]) == 0

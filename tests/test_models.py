@@ -7,6 +7,7 @@ from pathlib import Path
 
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
 import tomllib
 import xgboost as xgb
@@ -112,3 +113,6 @@ def test_make_models_is_reproducible(make_models, tmp_path: Path, snapshots):
         else:
             a, b = committed.predict(X), again.predict(X)
         np.testing.assert_array_equal(a, b, err_msg=file)
+    # the reference data of the bundled drift profiles (spec.toml: reference) is the same training snapshots
+    reference = make_models.REFERENCE_FILE
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / reference), pd.read_parquet(MODELS / reference))

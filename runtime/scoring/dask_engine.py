@@ -37,7 +37,7 @@ from m7_runtime.model import Model, load
 
 from .deps import pyarrow, require
 from .job import Counts, Job, progress_bar
-from .output import atomic_output, table_writer, temp_path
+from .output import atomic_output, remove_path, table_writer, temp_path
 from .plan import ScoringPlan
 from .read import ReadSpec, parquet_ranges, read_row_range, read_text_block, text_blocks
 from .score import load_models, score_table
@@ -293,7 +293,7 @@ def _part_name(i: int) -> str:
 
 
 def write_part(df: Any, path: str, fmt: str, schema: Any) -> int:
-    """One scored partition as a headerless CSV or JSONL part; returns its rows."""
+    """One scored partition as a Parquet part, or a headerless CSV or JSONL part; returns its rows."""
     table = pyarrow().Table.from_pandas(df, preserve_index=False)
     table = table if table.schema == schema else table.cast(schema)
     with table_writer(Path(path), fmt, schema, header=False) as writer:
@@ -301,14 +301,20 @@ def write_part(df: Any, path: str, fmt: str, schema: Any) -> int:
     return table.num_rows
 
 
-def _rows_of(path: Path) -> int:
-    return int(require("pyarrow.parquet").ParquetFile(path).metadata.num_rows)
-
-
 def _write_parquet(client: Any, scored: Any, tmp: Path, schema: Any) -> list[int]:
-    work = scored.to_parquet(str(tmp), write_index=False, name_function=_part_name, schema=schema, compute=False)
-    _compute(client, work)
-    return [_rows_of(p) for p in sorted(tmp.glob("part.*.parquet"))]
+    """Each partition as one part of the Parquet dataset folder ``tmp``.
+
+    The folder is made here, on the client, and the workers only write files into it (never
+    create it): after a failure, a task still running cannot bring back a folder the cleanup
+    removed.
+    """
+    dask, _, _ = _dask()
+    tmp.mkdir()
+    tasks = [
+        dask.delayed(write_part)(p, str(tmp / _part_name(i)), "parquet", schema)
+        for i, p in enumerate(scored.to_delayed())
+    ]
+    return list(_compute(client, tasks))
 
 
 def _write_text(client: Any, scored: Any, tmp: Path, final: Path, fmt: str, schema: Any) -> list[int]:
@@ -331,7 +337,7 @@ def _write_text(client: Any, scored: Any, tmp: Path, final: Path, fmt: str, sche
                     shutil.copyfileobj(src, dst, 1 << 20)
         return counts
     finally:
-        shutil.rmtree(parts_dir, ignore_errors=True)
+        remove_path(parts_dir)
 
 
 def run(job: Job, *, scheduler: str | None = None, workers: int | None = None) -> Counts:

@@ -44,12 +44,22 @@ def temp_path(final: Path) -> Path:
     return final.with_name(f".{final.name}{TMP_MARK}{os.getpid()}-{_host_tag()}-{uuid.uuid4().hex[:8]}")
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path) -> None:
     """Delete a temporary file or folder, best effort: never raises, so it cannot hide the error
-    that made the cleanup necessary (on a read-only file system even deleting nothing fails)."""
+    that made the cleanup necessary (on a read-only file system even deleting nothing fails).
+
+    A folder is renamed before it is deleted: a Dask task that was still running when the run
+    failed (a cancelled task runs to its end) then finds no folder to write its part into,
+    instead of adding a file behind ``rmtree``'s back and leaving the folder in place.
+    """
     try:
         if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
+            doomed = path.with_name(f"{path.name}.removing")
+            try:
+                os.replace(path, doomed)
+            except OSError:
+                doomed = path
+            shutil.rmtree(doomed, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
     except OSError:
@@ -90,7 +100,7 @@ def remove_stale_temps(final: Path) -> list[Path]:
         if pid == os.getpid() or _process_exists(pid):
             continue
         path = final.parent / name
-        _remove(path)
+        remove_path(path)
         if not (path.exists() or path.is_symlink()):
             removed.append(path)
     return removed
@@ -135,7 +145,7 @@ def publish(tmp: Path, final: Path) -> None:
         old = temp_path(final)
         os.replace(final, old)
         os.replace(tmp, final)
-        _remove(old)
+        remove_path(old)
     else:
         os.replace(tmp, final)
 
@@ -151,15 +161,15 @@ def atomic_output(final: Path) -> Iterator[Path]:
     try:
         yield tmp
     except OSError as exc:
-        _remove(tmp)
+        remove_path(tmp)
         raise M7Error(f"cannot write the output {final}: {_reason(exc)}") from exc
     except BaseException:
-        _remove(tmp)
+        remove_path(tmp)
         raise
     try:
         publish(tmp, final)
     except OSError as exc:
-        _remove(tmp)
+        remove_path(tmp)
         raise M7Error(f"cannot move the finished output to {final}: {_reason(exc)}") from exc
 
 

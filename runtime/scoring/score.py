@@ -35,7 +35,7 @@ class ChunkColumns(dict):
         self.num_rows = num_rows
 
 
-def _numeric(col: Any) -> np.ndarray:
+def numeric_column(col: Any) -> np.ndarray:
     """A feature column as float64 with NaN for null: what predict_one gets for None."""
     pa = pyarrow()
     t = col.type
@@ -48,7 +48,7 @@ def _numeric(col: Any) -> np.ndarray:
     return col.to_numpy()
 
 
-def _strings(col: Any) -> np.ndarray:
+def string_column(col: Any) -> np.ndarray:
     """A one-hot input as an object array of str, with None for null (an absent status)."""
     pa = pyarrow()
     t = col.type
@@ -82,9 +82,9 @@ def score_table(plan: ScoringPlan, models: Mapping[str, Model], table: Any) -> A
     n = table.num_rows
     cols = ChunkColumns(n)
     for name in plan.numeric:
-        cols[name] = _numeric(table.column(name))
+        cols[name] = numeric_column(table.column(name))
     for name in plan.categorical:
-        cols[name] = _strings(table.column(name))
+        cols[name] = string_column(table.column(name))
     produced = predict_columns(plan, models, cols)
     arrays = [table.column(c) for c in plan.keep]
     for step in plan.models:
