@@ -76,9 +76,7 @@ def declines(forest: Forest, n_slots: int) -> str | None:
     turns the former into numeric splits on membership columns and the latter into one
     tree per output group before any strategy sees them.
     """
-    depth = forest.max_depth()
-    if depth == 0:
-        return "every tree is a single leaf (nothing to lay out)"
+    depth = max(1, forest.max_depth())
     if depth > COMPLETE_MAX_DEPTH:
         return f"depth {depth} is beyond the complete layout's budget (depth <= {COMPLETE_MAX_DEPTH})"
     if padded_nodes(n_slots, depth) > COMPLETE_MAX_NODES:
@@ -90,8 +88,11 @@ def declines(forest: Forest, n_slots: int) -> str | None:
 
 
 def complete_tables(trees: list[Any]) -> CompleteTables:
-    """The per-level tables of ``trees`` (``_Compact``: left/right/column/threshold/value)."""
-    depth = max(t.depth() for t in trees)
+    """The per-level tables of ``trees`` (``_Compact``: left/right/column/threshold/value).
+
+    At least one level: a forest of single leaves gets a root that always goes right.
+    """
+    depth = max(1, max(t.depth() for t in trees))
     s = len(trees)
     cols = [np.zeros((s, 2**lv), np.int64) for lv in range(depth)]
     thrs = [np.full((s, 2**lv), np.nan, np.float32) for lv in range(depth)]

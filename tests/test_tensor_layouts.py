@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xgboost as xgb
+from hypothesis import given
+from test_forest_generator import SETTINGS, forests
 from test_tensor_flavor import LEGACY, LEGACY_CASES, _bundled_graphs, _run, _zoo_graphs, cuda_problems
 
 import m7_runtime
@@ -39,7 +41,7 @@ from m7_convert.emit_tensor import (
 from m7_convert.emit_tree import emit_tree
 from m7_convert.ir import Forest, Tree
 from m7_convert.objectives import objective
-from m7_convert.verify import xgboost_predict
+from m7_convert.verify import probes, xgboost_predict
 from m7_runtime import providers
 from m7_runtime.artifact import Manifest
 from m7_runtime.cli import main
@@ -362,3 +364,18 @@ def test_cuda_runs_the_tensor_graph_never_the_cpu_graph(spend_rule: Path, monkey
         forced = providers.place("cuda", flavors=flavors, flavor="tensor_cpu")
     assert (forced.provider, forced.flavor) == ("cpu", "tensor_cpu")
     assert any("CPU-only graph" in str(w.message) for w in caught)
+
+
+# ---- random forests (the IR generator of test_forest_generator: categorical, vector leaves, DART...) ----
+
+
+@SETTINGS
+@given(forest=forests())
+def test_random_forests_cpu_graphs_are_bit_identical_to_the_tree_flavor(forest: Forest):
+    """Every strategy with the CumSum sum, on random IR forests (any shape, groups, vector leaves, categories)."""
+    X, _labels = probes(forest, n_random=200, seed=5).stacked()
+    tree_out = _run(emit_tree(forest), X)
+    for strategy in STRATEGIES:
+        if declines(forest, strategy) is None:
+            got = _run(emit_tensor(forest, strategy=strategy, summation="cumsum"), X)
+            np.testing.assert_array_equal(got, tree_out, err_msg=f"cumsum/{strategy} differs from the tree flavor")
