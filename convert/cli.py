@@ -46,9 +46,9 @@ def add_convert_arguments(p: argparse.ArgumentParser) -> None:
         "--tune",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="how the CPU tensor graph and its run size are chosen: --tune measures them on this machine; "
-        "--no-tune uses the fixed rule (no measurement: reproducible builds); default: reuse the choice of an "
-        "artifact converted from the same source (in --out-dir or bundled), else measure",
+        help="how the CPU tensor graph and its run size are chosen: --tune measures them on this machine (later "
+        "conversions of the same source keep that choice); --no-tune uses the fixed rule; default: the choice of "
+        "an artifact converted from the same source (in --out-dir or bundled), else the rule",
     )
     p.add_argument(
         "--tune-report", type=Path, metavar="FILE", help="write the tuning timings (JSON) to FILE (measured only)"

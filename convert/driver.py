@@ -197,9 +197,10 @@ def convert(
     succeed.
 
     ``tune``: how the CPU tensor graph is chosen (``m7_convert.tune``): None inherits the
-    choice of an artifact converted from the same source (in ``out_dir`` or bundled) and
-    measures otherwise; True always measures; False uses the fixed rule (no measurement:
-    reproducible builds).
+    choice of an artifact converted from the same source (in ``out_dir`` or bundled), else
+    uses the fixed rule; True measures on this machine; False uses the rule regardless.
+    Nothing measured is written unless asked for or inherited, so conversion stays
+    deterministic.
 
     Raises :class:`ParityError` (with the report of the worst rows) when a flavor disagrees
     with xgboost beyond ``|onnx - ref| <= 1e-5 * max(1, |ref|)``; nothing is written then.

@@ -4,22 +4,24 @@ The tensor graph that may run on CUDA (flavor ``tensor``) follows a rule
 (:func:`m7_convert.emit_tensor.choose_strategy`: there is no GPU here to measure on). The
 CPU can do better with a graph of its own (flavor ``tensor_cpu``: a CPU-only layout and one
 ``CumSum`` instead of the ordered ``Add`` chain), and which layout and run size is fastest
-depends on the model and the machine. So the converter settles it in one of three ways:
+depends on the model and the machine. Conversion must stay deterministic (the same source
+and options give the same bytes, on any machine), so a measured choice is only ever
+written when asked for, and then kept:
 
 * ``inherited`` (the default when possible): an artifact converted from the *same source*
   (equal sha256), already in the output folder or bundled with the runtime (the one of the
   same name first), recorded a choice: it is reused as is. Re-converting therefore rewrites
-  the same bytes, and two names for one model get one choice; timing noise cannot make an
-  artifact flap.
-* ``measured`` (the default otherwise, or ``tune=True`` / ``--tune``): every candidate graph
-  and run size is timed on the probe rows in one-thread sessions, interleaved in rounds with
-  a rotating start, medians compared. The rule's choice is the incumbent and a challenger
-  must be :data:`MARGIN` faster to replace it, so noise mostly leaves the rule's choice.
-  Only the choice (strategy, rows per run, the row count from which it beats the tree
-  flavor) is written; the timings are returned (``TensorPlan.report``) for the CLI to
-  print or save (``--tune-report``), never stored in the artifact.
-* ``rule`` (``tune=False`` / ``--no-tune``, reproducible builds): no measurement; the
-  fixed rule below.
+  the same bytes, and two names for one model get one choice.
+* ``rule`` (the default otherwise, and ``tune=False`` / ``--no-tune``, which also ignores
+  recorded choices): no measurement, the fixed rule of :func:`rule_choice` (the choice the
+  measurements below made for every bundled model, benchmarks/NOTES.md).
+* ``measured`` (``tune=True`` / ``--tune``): every candidate graph and run size is timed on
+  the probe rows in one-thread sessions, interleaved in rounds with a rotating start,
+  medians compared. The rule's choice is the incumbent and a challenger must be
+  :data:`MARGIN` faster to replace it. Only the choice (strategy, rows per run, the row
+  count from which it beats the tree flavor) is written; the timings are returned
+  (``TensorPlan.report``) for the CLI to print or save (``--tune-report``), never stored
+  in the artifact. Later conversions of the same source inherit it.
 """
 
 from __future__ import annotations
@@ -128,7 +130,8 @@ def plan(
     tree_graph: Callable[[], bytes],
     probe_rows: np.ndarray,
 ) -> TensorPlan:
-    """Decide the tensor graphs: inherit (``tune=None`` and a same-source artifact exists), measure, or rule."""
+    """Decide the tensor graphs: measure (``tune=True``), inherit (``tune=None`` and a same-source artifact
+    recorded a choice), or the rule."""
     if forest.linear is not None:  # gblinear: one linear graph, nothing to lay out or choose
         rule_rows = CPU_MIN_ROWS if forest.max_depth() <= CPU_MEASURED_MAX_DEPTH else None
         return TensorPlan(LINEAR, CpuChoice(None, None, rule_rows), "rule")
@@ -137,7 +140,7 @@ def plan(
     if tune is None and (inherited := _inherited(name, source_sha256, out_dir, candidates)) is not None:
         return TensorPlan(cuda, inherited, "inherited", notes)
     rule = rule_choice(forest, candidates)
-    if tune is False:
+    if tune is not True:
         return TensorPlan(cuda, rule, "rule", notes)
     choice, report = measure(forest, cuda, candidates, rule, tree_graph(), probe_rows)
     return TensorPlan(cuda, choice, "measured", notes, report)

@@ -296,13 +296,15 @@ def test_measured_choice_is_inherited_and_no_timing_reaches_the_files(zoo_dir: P
     assert again.plan.origin == "inherited" and _bytes(out) == second
 
 
-def test_a_retrained_source_is_measured_again(tmp_path: Path, zoo_dir: Path):
-    """Inheritance needs the same source: another model under the same name is not given the old choice."""
+def test_only_the_same_source_inherits_and_a_new_model_gets_the_rule(tmp_path: Path, zoo_dir: Path):
+    """Nothing measured is written unless asked for: a new model (or a retrained one) gets the rule."""
     a = _zoo_graphs("reg_squarederror", zoo_dir)["built"]
     b = _zoo_graphs("reg_gamma", zoo_dir)["built"]
-    assert convert(a.path, out_dir=tmp_path, name="m", n_random=200).plan.origin == "measured"
+    assert convert(a.path, out_dir=tmp_path, name="m", n_random=200).plan.origin == "rule"
+    assert convert(a.path, out_dir=tmp_path, name="m", n_random=200, tune=True).plan.origin == "measured"
     assert convert(a.path, out_dir=tmp_path, name="m", n_random=200).plan.origin == "inherited"
-    assert convert(b.path, out_dir=tmp_path, name="m", n_random=200).plan.origin == "measured"
+    assert convert(a.path, out_dir=tmp_path, name="m", n_random=200, tune=False).plan.origin == "rule"
+    assert convert(b.path, out_dir=tmp_path / "b", name="m", n_random=200).plan.origin == "rule"
 
 
 def test_bundled_artifacts_are_inherited_for_their_own_pickles(tmp_path: Path):
