@@ -19,7 +19,8 @@ from m7_runtime.parity import REL_TOL, TOLERANCE_TEXT, Parity
 from m7_runtime.policy import InputPolicy
 from m7_runtime.profile import prediction_of
 
-from . import graph, profiles, tune
+from . import graph, profiles
+from . import tune as tuning
 from .booster_json import from_booster_json
 from .emit_tensor import emit_tensor
 from .emit_tree import emit_tree
@@ -27,7 +28,6 @@ from .errors import ConvertError, ParityError, UnsupportedModelError
 from .ir import Forest
 from .load import Source, load_source, source_from_object
 from .spec import ModelSpec, resolve
-from .tune import flavor_facts
 from .verify import FlavorReport, onnx_predict, probes, verify_graph, xgboost_predict
 from .write import flavor_entries, library_versions, source_info, stamp_contract, write_artifacts
 
@@ -41,7 +41,7 @@ def flavor_names() -> tuple[str, ...]:
     return (*EMITTERS, "tensor_cpu")
 
 
-def emitter(flavor: str, plan: tune.TensorPlan | None) -> Callable[[Forest], onnx.ModelProto]:
+def emitter(flavor: str, plan: tuning.TensorPlan | None) -> Callable[[Forest], onnx.ModelProto]:
     """The emitter of ``flavor``; the tensor graphs follow ``plan`` (the CUDA rule, the CPU choice)."""
     if flavor == "tensor" and plan is not None:
         return lambda forest: emit_tensor(forest, strategy=plan.cuda_strategy)
@@ -65,7 +65,7 @@ class Conversion:
     skipped: dict[str, str] = field(default_factory=dict)  # flavor -> why ``all`` left it out
     policy_origin: PolicyOrigin = field(default_factory=lambda: PolicyOrigin("default"))
     profile_note: str = ""  # where the reference profile came from (m7_convert.profiles)
-    plan: tune.TensorPlan | None = None  # how the tensor graphs were chosen (timings in plan.report)
+    plan: tuning.TensorPlan | None = None  # how the tensor graphs were chosen (timings in plan.report)
 
 
 def task_of(source: Source, forest: Forest) -> str:
@@ -98,7 +98,7 @@ def build_forest(source: Source, spec: ModelSpec | None) -> tuple[Forest, tuple[
     return forest, tuple(features)
 
 
-def emit(source: Source, forest: Forest, flavor: str, plan: tune.TensorPlan | None = None) -> onnx.ModelProto:
+def emit(source: Source, forest: Forest, flavor: str, plan: tuning.TensorPlan | None = None) -> onnx.ModelProto:
     model = emitter(flavor, plan)(forest)
     if source.preprocessor is not None:
         from .pipeline import prepend_preprocessor
@@ -119,7 +119,7 @@ def emit(source: Source, forest: Forest, flavor: str, plan: tune.TensorPlan | No
 
 
 def _emit_all(
-    source: Source, forest: Forest, flavors: Sequence[str] | str, plan: tune.TensorPlan | None
+    source: Source, forest: Forest, flavors: Sequence[str] | str, plan: tuning.TensorPlan | None
 ) -> tuple[dict, dict[str, str]]:
     """Emit the requested flavors. With ``"all"``, a flavor that cannot represent the model is skipped (and why);
     the CPU tensor graph is part of ``"all"`` when the plan has one."""
@@ -136,35 +136,6 @@ def _emit_all(
                 raise
             skipped[flavor] = str(exc)
     return models, skipped
-
-
-def _plan(
-    source: Source,
-    forest: Forest,
-    flavors: Sequence[str] | str,
-    *,
-    name: str,
-    out_dir: Path,
-    tune_: bool | None,
-    probe_rows: Any,
-) -> tune.TensorPlan | None:
-    """The tensor graphs' plan (``m7_convert.tune``), when a tensor flavor is asked for."""
-    wanted = flavor_names() if flavors == "all" else tuple(flavors)
-    if not any(f in TENSOR_FLAVORS for f in wanted):
-        return None
-    plan = tune.plan(
-        forest,
-        name=name,
-        source_sha256=source.sha256,
-        out_dir=out_dir,
-        tune=tune_ if "tensor_cpu" in wanted else False,  # without a CPU graph there is nothing to choose
-        tree_graph=lambda: emit_tree(forest).SerializeToString(),
-        probe_rows=probe_rows.stacked()[0],
-    )
-    if "tensor_cpu" in wanted and flavors != "all" and plan.cpu.strategy is None:  # asked for by name: build it
-        rule = tune.rule_choice(forest, tune.cpu_candidates(forest)[0])
-        plan = replace(plan, cpu=replace(plan.cpu, strategy=rule.strategy))
-    return plan
 
 
 def convert(
@@ -224,9 +195,22 @@ def convert(
         )
 
     probe_rows = probes(forest, n_random=n_random, seed=seed)
-    plan = _plan(source, forest, flavors, name=name, out_dir=out_dir, tune_=tune, probe_rows=probe_rows)
+    wanted = flavor_names() if flavors == "all" else tuple(flavors)
+    plan = None
+    if any(f in TENSOR_FLAVORS for f in wanted):  # the tensor graphs' layouts and run sizes (m7_convert.tune)
+        cpu_graph = "none" if "tensor_cpu" not in wanted else "optional" if flavors == "all" else "required"
+        plan = tuning.plan(
+            forest,
+            name=name,
+            source_sha256=source.sha256,
+            out_dir=out_dir,
+            tune=tune,
+            cpu_graph=cpu_graph,
+            tree_graph=lambda: emit_tree(forest).SerializeToString(),
+            probe_rows=probe_rows.stacked()[0],
+        )
     models, skipped = _emit_all(source, forest, flavors, plan)
-    facts = flavor_facts(models, forest, plan)
+    facts = tuning.flavor_facts(models, forest, plan)
     opsets = {f: graph.opsets_of(m) for f, m in models.items()}
     policy = spec.policy if spec else InputPolicy()
     first = models["tree"] if "tree" in models else next(iter(models.values()))
@@ -302,7 +286,7 @@ def _verify_pipeline(
     probe_rows: Any,
     n_random: int,
     seed: int,
-    plan: tune.TensorPlan | None = None,
+    plan: tuning.TensorPlan | None = None,
 ) -> FlavorReport:
     """Trees on edge rows in the booster's space, then the whole pipeline on input-space rows."""
     from .pipeline import input_space_probes

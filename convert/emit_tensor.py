@@ -46,7 +46,7 @@ Exactness, in the order things happen:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -362,32 +362,6 @@ def _sum_in_tree_order(g: _Graph, tree_values: str, rows: str, forest: Forest, p
     return g.op("Transpose", [gn], "margin", perm=[1, 0])
 
 
-def _fold_base_margin(compact: list[_Compact], forest: Forest) -> list[_Compact]:
-    """Slot g (group g's first tree) with leaves ``fl(base[g] + leaf)``: the chain's first addition, done here."""
-    base = forest.base_margin.astype(np.float32)
-    folded = list(compact)
-    for g in range(forest.n_groups):
-        c = compact[g]
-        value = np.where(c.left < 0, base[g] + c.value, np.float32(0)).astype(np.float32)
-        folded[g] = replace(c, value=value)
-    return folded
-
-
-def _sum_cumsum(g: _Graph, tree_values: str, rows: str, forest: Forest, per_group: int) -> str:
-    """Margins by one CumSum over the tree axis (base margin already in the first trees' leaves).
-
-    [N, groups]; with one group [N] (every link reads that as well, and two nodes fewer run).
-    """
-    last = g.const("last_tree", np.array(per_group - 1, np.int64))
-    axis = g.const("tree_axis", np.array(0, np.int64))
-    if forest.n_groups == 1 and forest.n_outputs == 1 and forest.objective.link not in ("softmax", "argmax"):
-        return g.op("Gather", [g.op("CumSum", [tree_values, axis], "running_sum"), last], "margin", axis=0)
-    kgn = g.op("Concat", [g.const("kg", np.array([per_group, forest.n_groups], np.int64)), rows], "kgn_shape", axis=0)
-    values = g.op("Reshape", [tree_values, kgn], "kgn")
-    gn = g.op("Gather", [g.op("CumSum", [values, axis], "running_sum"), last], "margin_gn", axis=0)
-    return g.op("Transpose", [gn], "margin", perm=[1, 0])
-
-
 def emit_tensor(forest: Forest, *, strategy: str | None = None, summation: str = "chain") -> onnx.ModelProto:
     """The tensor-flavor graph of ``forest``.
 
@@ -416,7 +390,7 @@ def emit_tensor(forest: Forest, *, strategy: str | None = None, summation: str =
     trees, per_group = slots(numeric)
     compact = [_compact(t, numeric.n_features) for t in trees]
     if summation == "cumsum":
-        compact = _fold_base_margin(compact, forest)
+        compact = tensor_layouts.fold_base_margin(compact, forest)
     present_block = any(bool(np.any(c.column >= 2 * numeric.n_features)) for c in compact)
     g = _Graph()
     pre_nodes, pre_inits = graph.missing_to_nan(graph.INPUT, forest.missing, "x")
@@ -433,7 +407,7 @@ def emit_tensor(forest: Forest, *, strategy: str | None = None, summation: str =
     )
     rows = g.op("Shape", ["x"], "rows", start=0, end=1)
     tree_values = STRATEGY_FUNCTIONS[chosen](g, columns, compact)
-    sums = _sum_cumsum if summation == "cumsum" else _sum_in_tree_order
+    sums = tensor_layouts.sum_cumsum if summation == "cumsum" else _sum_in_tree_order
     margin = sums(g, tree_values, rows, forest, per_group)
     link_nodes, link_inits = graph.link(forest.objective.link, margin, graph.OUTPUT, forest.n_outputs)
     m = graph.model(

@@ -28,7 +28,7 @@ strategies without an import cycle.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -182,3 +182,30 @@ def code(g: Any, columns: Any, trees: list[Any]) -> str:
             k = _step(g, columns, k, t.columns[level], t.thresholds[level])
     leaves = t.leaves if k is not None else t.leaves[:, position]
     return g.op("GatherElements", [g.const("leaf_values", leaves), k or idx], "tree_values", axis=1)
+
+
+# ---- the CPU graphs' sum: one CumSum over the trees (emit_tensor, summation="cumsum") ----------------------
+def fold_base_margin(compact: list[Any], forest: Forest) -> list[Any]:
+    """Slot g (group g's first tree) with leaves ``fl(base[g] + leaf)``: the chain's first addition, done here."""
+    base = forest.base_margin.astype(np.float32)
+    folded = list(compact)
+    for g in range(forest.n_groups):
+        c = compact[g]
+        value = np.where(c.left < 0, base[g] + c.value, np.float32(0)).astype(np.float32)
+        folded[g] = replace(c, value=value)
+    return folded
+
+
+def sum_cumsum(g: Any, tree_values: str, rows: str, forest: Forest, per_group: int) -> str:
+    """Margins by one CumSum over the tree axis (base margin already in the first trees' leaves).
+
+    [N, groups]; with one group [N] (every link reads that as well, and two nodes fewer run).
+    """
+    last = g.const("last_tree", np.array(per_group - 1, np.int64))
+    axis = g.const("tree_axis", np.array(0, np.int64))
+    if forest.n_groups == 1 and forest.n_outputs == 1 and forest.objective.link not in ("softmax", "argmax"):
+        return g.op("Gather", [g.op("CumSum", [tree_values, axis], "running_sum"), last], "margin", axis=0)
+    kgn = g.op("Concat", [g.const("kg", np.array([per_group, forest.n_groups], np.int64)), rows], "kgn_shape", axis=0)
+    values = g.op("Reshape", [tree_values, kgn], "kgn")
+    gn = g.op("Gather", [g.op("CumSum", [values, axis], "running_sum"), last], "margin_gn", axis=0)
+    return g.op("Transpose", [gn], "margin", perm=[1, 0])

@@ -30,7 +30,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -127,11 +127,34 @@ def plan(
     source_sha256: str,
     out_dir: Path,
     tune: bool | None,
+    cpu_graph: str = "optional",
     tree_graph: Callable[[], bytes],
     probe_rows: np.ndarray,
 ) -> TensorPlan:
     """Decide the tensor graphs: measure (``tune=True``), inherit (``tune=None`` and a same-source artifact
-    recorded a choice), or the rule."""
+    recorded a choice), or the rule.
+
+    ``cpu_graph``: "optional" (flavors "all": a CPU graph when it is the choice), "required"
+    (``tensor_cpu`` asked for by name: always one), "none" (no CPU graph: nothing to choose).
+    """
+    if cpu_graph == "none":
+        tune = False
+    chosen = _plan(forest, name, source_sha256, out_dir, tune, tree_graph, probe_rows)
+    if cpu_graph == "required" and chosen.cpu.strategy is None:
+        strategy = rule_choice(forest, cpu_candidates(forest)[0]).strategy
+        chosen = replace(chosen, cpu=replace(chosen.cpu, strategy=strategy))
+    return chosen
+
+
+def _plan(
+    forest: Forest,
+    name: str,
+    source_sha256: str,
+    out_dir: Path,
+    tune: bool | None,
+    tree_graph: Callable[[], bytes],
+    probe_rows: np.ndarray,
+) -> TensorPlan:
     if forest.linear is not None:  # gblinear: one linear graph, nothing to lay out or choose
         rule_rows = CPU_MIN_ROWS if forest.max_depth() <= CPU_MEASURED_MAX_DEPTH else None
         return TensorPlan(LINEAR, CpuChoice(None, None, rule_rows), "rule")
