@@ -140,6 +140,8 @@ def plan(
     if cpu_graph == "none":
         tune = False
     chosen = _plan(forest, name, source_sha256, out_dir, tune, tree_graph, probe_rows)
+    if cpu_graph == "none":  # the tensor graph serves large CPU batches, by the rule
+        chosen = replace(chosen, cpu=CpuChoice(None, None, chosen.cpu.cpu_min_rows))
     if cpu_graph == "required" and chosen.cpu.strategy is None:
         strategy = rule_choice(forest, cpu_candidates(forest)[0]).strategy
         chosen = replace(chosen, cpu=replace(chosen.cpu, strategy=strategy))
