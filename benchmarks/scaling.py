@@ -169,7 +169,7 @@ def _measure_model(
 def _layout(manifest: Path) -> dict[str, Any]:
     """What the artifact's CPU large-batch graph is (the converter's choice), for the tables."""
     from m7_runtime.artifact import Manifest
-    from m7_runtime.model import bulk_flavor
+    from m7_runtime.state import bulk_flavor
 
     m = Manifest.read(manifest)
     flavor = bulk_flavor(m)

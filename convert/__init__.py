@@ -8,10 +8,11 @@ manifest). ``driver.convert`` runs them; ``reference`` evaluates the IR in numpy
 from __future__ import annotations
 
 from .booster_json import from_booster_json
-from .driver import Conversion, convert, recheck
+from .driver import Conversion, convert
 from .errors import ConvertError, ParityError, SourceError, UnsafePickleError, UnsupportedModelError
 from .ir import Forest, Tree
 from .load import Source, load_source
+from .recheck import recheck
 
 __all__ = [
     "Conversion",

@@ -10,8 +10,9 @@ from pathlib import Path
 from m7_runtime.artifact import MANIFEST_SUFFIX
 from m7_runtime.errors import M7Error
 
-from .driver import convert, flavor_names, recheck
+from .driver import convert, flavor_names
 from .errors import ParityError
+from .recheck import recheck
 from .tune import TensorPlan, report_json
 
 

@@ -11,13 +11,12 @@ from typing import Any
 import numpy as np
 import onnx
 
-from m7_runtime.artifact import Manifest, OutputSpec, PolicyOrigin, SplitRange
-from m7_runtime.compare import compare_outputs
-from m7_runtime.errors import M7Error
-from m7_runtime.integrity import artifact_bytes
+from m7_runtime.artifact import Manifest
+from m7_runtime.manifest_parts import OutputSpec, PolicyOrigin, SplitRange
 from m7_runtime.parity import REL_TOL, TOLERANCE_TEXT, Parity
 from m7_runtime.policy import InputPolicy
 from m7_runtime.profile import prediction_of
+from m7_runtime.state import TENSOR_FLAVORS
 
 from . import graph, profiles
 from . import tune as tuning
@@ -28,13 +27,12 @@ from .errors import ConvertError, ParityError, UnsupportedModelError
 from .ir import Forest
 from .load import Source, load_source, source_from_object
 from .spec import ModelSpec, resolve
-from .verify import FlavorReport, onnx_predict, probes, verify_graph, xgboost_predict
+from .verify import FlavorReport, onnx_predict, probes, verify_graph
 from .write import flavor_entries, library_versions, source_info, stamp_contract, write_artifacts
 
 #: flavor name -> emitter; one function per flavor, from the same IR. The CPU-only tensor graph
 #: ("tensor_cpu") is built by :func:`emitter` from the tuning plan (its strategy is chosen per model).
 EMITTERS: dict[str, Callable[[Forest], onnx.ModelProto]] = {"tree": emit_tree, "tensor": emit_tensor}
-TENSOR_FLAVORS = ("tensor", "tensor_cpu")
 
 
 def flavor_names() -> tuple[str, ...]:
@@ -253,12 +251,12 @@ def convert(
         if source.preprocessor is None:
             reports[flavor] = verify_graph(source, forest, flavor, data, probe_rows=probe_rows)
         else:
-            reports[flavor] = _verify_pipeline(
+            reports[flavor] = verify_pipeline(
                 source, forest, flavor, models[flavor], data, probe_rows, n_random, seed, plan
             )
     failed = [f for f, r in reports.items() if not r.passed]
     if failed:
-        raise ParityError(_failure_text(name, reports, failed), {f: r.as_json() for f, r in reports.items()})
+        raise ParityError(failure_text(name, reports, failed), {f: r.as_json() for f, r in reports.items()})
 
     manifest = replace(
         draft,
@@ -277,7 +275,7 @@ def convert(
     return Conversion(name, paths, manifest, reports, skipped, origin, profile_note, plan)
 
 
-def _verify_pipeline(
+def verify_pipeline(
     source: Source,
     forest: Forest,
     flavor: str,
@@ -303,7 +301,7 @@ def _verify_pipeline(
     return report
 
 
-def _failure_text(name: str, reports: dict[str, FlavorReport], failed: list[str]) -> str:
+def failure_text(name: str, reports: dict[str, FlavorReport], failed: list[str]) -> str:
     lines = [f"{name}: parity failed for flavor(s) {', '.join(failed)}; nothing was written"]
     for flavor in failed:
         for check, result in reports[flavor].checks.items():
@@ -320,130 +318,3 @@ def _failure_text(name: str, reports: dict[str, FlavorReport], failed: list[str]
     if stages:
         lines.append(f"  the failing stage: {', '.join(sorted(stages))} (please report this with the model file)")
     return "\n".join(lines)
-
-
-#: ``m7onnx verify`` problem codes (README, "Verifying artifacts in CI"): stable, for scripts and CI
-PROBLEM_CODES = {
-    "missing_file": "a manifest, an ONNX file or the source model is not where it should be",
-    "schema": "the manifest is not a valid manifest of a schema this runtime reads",
-    "artifact_changed": "an ONNX file or its manifest was edited after conversion (hash or contract mismatch)",
-    "source_unreadable": "the source model cannot be read (corrupt, hostile, or of an unsupported kind)",
-    "source_changed": "the source model differs from the one converted (retrained or replaced): re-convert",
-    "parity": "the artifact disagrees with its unchanged source model",
-}
-
-
-def _problem(code: str, message: str, **details: Any) -> dict[str, Any]:
-    assert code in PROBLEM_CODES, code
-    return {"code": code, "message": message, **({"details": details} if details else {})}
-
-
-def recheck(
-    manifest_path: str | Path,
-    *,
-    source_path: str | Path | None = None,
-    trust_pickle: bool = False,
-    n_random: int = 2000,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Re-verify committed artifacts against their source (``m7onnx verify``): a JSON-able report.
-
-    Each problem carries a stable ``code`` (:data:`PROBLEM_CODES`). A retrained source is
-    told apart from a broken artifact: when the source's hash differs from the one recorded,
-    the parity gate is not run against it (a new model disagreeing with the old artifact is
-    expected, not a converter bug); instead the report says how far the new model's
-    predictions are from the artifact's (``details``: rows, max and mean abs difference,
-    decision flips) and how to re-convert.
-    """
-    result: dict[str, Any] = {"name": Path(manifest_path).name.split(".")[0], "manifest": str(manifest_path)}
-    result.update(problems=[], flavors={})
-    problems = result["problems"]
-    try:
-        man = Manifest.read(manifest_path)
-    except M7Error as exc:
-        missing = "does not exist" in str(exc)
-        problems.append(_problem("missing_file" if missing else "schema", str(exc)))
-        result["pass"] = False
-        return result
-    result["name"] = man.name
-    recorded = man.source
-    if source_path is None and recorded.path is None:
-        src = None
-    else:
-        src = Path(source_path) if source_path else man.path.parent / recorded.path
-    result["source"] = None if src is None else str(src)
-    artifacts = {}
-    for flavor in man.flavors:
-        try:
-            artifacts[flavor] = artifact_bytes(man, flavor)
-        except M7Error as exc:
-            missing = "cannot read" in str(exc)
-            problems.append(_problem("missing_file" if missing else "artifact_changed", str(exc), flavor=flavor))
-    if src is None or not src.exists():
-        problems.append(
-            _problem(
-                "missing_file",
-                f"the source model {src or '(converted from memory)'} is not there; give it with --source",
-            )
-        )
-        result["pass"] = False
-        return result
-    try:
-        source = load_source(src, trust_pickle=trust_pickle, missing=man.missing)
-        forest, carried = build_forest(source, None)
-    except M7Error as exc:
-        problems.append(_problem("source_unreadable", f"{src}: {exc}"))
-        result["pass"] = False
-        return result
-    probe_rows = probes(forest, n_random=n_random, seed=seed)
-    if source.sha256 != recorded.sha256:
-        problems.append(_source_changed(man, source, src, carried, artifacts, probe_rows))
-    else:
-        for flavor, data in artifacts.items():
-            report = _check_flavor(source, forest, flavor, data, probe_rows, n_random, seed)
-            result["flavors"][flavor] = report.as_json()
-            if not report.passed:
-                problems.append(_problem("parity", _failure_text(man.name, {flavor: report}, [flavor]), flavor=flavor))
-    result["pass"] = not problems
-    return result
-
-
-def _check_flavor(
-    source: Source, forest: Forest, flavor: str, data: bytes, probe_rows: Any, n_random: int, seed: int
-) -> FlavorReport:
-    if source.preprocessor is None:
-        return verify_graph(source, forest, flavor, data, probe_rows=probe_rows)
-    return _verify_pipeline(source, forest, flavor, onnx.load_from_string(data), data, probe_rows, n_random, seed)
-
-
-def _source_changed(
-    man: Manifest, source: Source, src: Path, carried: tuple[str, ...], artifacts: dict[str, bytes], probe_rows: Any
-) -> dict[str, Any]:
-    """The problem report for a retrained or replaced source: how far it moved the predictions, and what to do."""
-    todo = f"if the new model is intended: m7onnx convert {src} --out-dir {man.path.parent} and commit the artifacts"
-    head = (
-        f"source {src.name} has sha256 {source.sha256[:12]}..., the manifest records {man.source.sha256[:12]}...: "
-        "it was retrained or replaced since conversion"
-    )
-    if source.feature_names is not None and tuple(carried) != man.features:
-        return _problem(
-            "source_changed",
-            f"{head}; its features differ from the artifact's ({list(carried)} vs {list(man.features)}); {todo}",
-            features={"source": list(carried), "artifact": list(man.features)},
-        )
-    flavor = "tree" if "tree" in artifacts else next(iter(artifacts), None)
-    if flavor is None or len(carried) != len(man.features):
-        return _problem("source_changed", f"{head}; {todo}")
-    X, _ = probe_rows.stacked()
-    threshold = 0.5 if man.task == "binary" and man.source.link == "sigmoid" else None
-    moved = compare_outputs(onnx_predict(artifacts[flavor], X), xgboost_predict(source, X), threshold=threshold, top=5)
-    flips = (
-        "" if moved.flips is None else f", {moved.flips} decision(s) flip" + (f" at {threshold}" if threshold else "")
-    )
-    return _problem(
-        "source_changed",
-        f"{head}. On {moved.rows} probe rows the new model's predictions differ from the artifact's by up to "
-        f"{moved.max_abs_diff:.4g} (mean {moved.mean_abs_diff:.3g}){flips}. This is information, not a converter "
-        f"error; {todo}",
-        **moved.to_json(),
-    )

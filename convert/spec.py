@@ -3,7 +3,7 @@
 A spec entry names the artifact, fixes the feature order and carries the caller policy into
 the manifest. A policy must never be lost silently (a spend model without its clamp and
 one-hot is a bot returning ``None`` forever), so :func:`resolve` looks in a fixed order and
-says which source it used (:class:`~m7_runtime.artifact.PolicyOrigin`):
+says which source it used (:class:`~m7_runtime.manifest_parts.PolicyOrigin`):
 
 1. ``spec``: the ``--spec`` file (or ``spec.toml`` beside the source), its entry matched by
    model name (``--name`` or the file's stem) or by the file name of its ``source``;
@@ -22,8 +22,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from m7_runtime.artifact import MANIFEST_SUFFIX, TASKS, Manifest, PolicyOrigin
+from m7_runtime.artifact import MANIFEST_SUFFIX, TASKS, Manifest
 from m7_runtime.errors import M7Error
+from m7_runtime.manifest_parts import PolicyOrigin
 from m7_runtime.market7 import bundled_dir
 from m7_runtime.policy import InputPolicy
 

@@ -39,7 +39,7 @@ _NUMPY = {b"i": ">i1", b"U": ">u1", b"I": ">i2", b"l": ">i4", b"L": ">i8", b"d":
 _EMPTY = {b"Z", b"T", b"F", b"N"}
 
 
-class _Reader:
+class _Cursor:
     def __init__(self, data: bytes | bytearray | memoryview, max_values: int) -> None:
         self.data = memoryview(data)
         self.pos = 0
@@ -163,5 +163,5 @@ def loads(data: bytes | bytearray | memoryview, *, max_values: int | None = None
     """
     if max_values is None:
         max_values = Limits().max_values(len(data))
-    reader = _Reader(data, max_values)
+    reader = _Cursor(data, max_values)
     return reader.value(reader.marker())

@@ -20,15 +20,8 @@ import numpy as np
 import onnx
 
 from m7_runtime import __version__
-from m7_runtime.artifact import (
-    CONTRACT_KEY,
-    FLAVOR_SUFFIX,
-    MANIFEST_SUFFIX,
-    FlavorEntry,
-    Manifest,
-    SourceInfo,
-    contract_json,
-)
+from m7_runtime.artifact import CONTRACT_KEY, FLAVOR_SUFFIX, MANIFEST_SUFFIX, Manifest, contract_json
+from m7_runtime.manifest_parts import FlavorEntry, SourceInfo
 
 from .errors import ConvertError
 from .ir import Forest

@@ -19,10 +19,29 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from .errors import M7Error
-from .fields import Fields, as_float, as_int, as_str, enc_float, short_repr
+from .fields import Fields, as_float, enc_float, short_repr
+from .manifest_parts import (
+    FlavorEntry,
+    OutputSpec,
+    PolicyOrigin,
+    SourceInfo,
+    SplitRange,
+    categories_from_json,
+    converter_from_json,
+    flavor_from_json,
+    flavor_to_json,
+    origin_from_json,
+    origin_to_json,
+    output_from_json,
+    output_to_json,
+    source_from_json,
+    source_to_json,
+    split_range_from_json,
+    split_ranges_to_json,
+)
 from .parity import Parity, parity_from_json, parity_to_json
 from .policy import InputPolicy
 from .profile import ReferenceProfile, profile_from_json, profile_to_json
@@ -40,90 +59,6 @@ TASKS = ("binary", "multiclass", "multilabel", "regression")
 CONTRACT_KEY = "m7.contract"
 #: manifests are a few KB to a few hundred KB; a bigger file is not one of ours
 MAX_MANIFEST_BYTES = 64 << 20
-PolicyKind = Literal["spec", "existing", "bundled", "default"]
-POLICY_KINDS: tuple[PolicyKind, ...] = ("spec", "existing", "bundled", "default")
-
-
-@dataclass(frozen=True)
-class OutputSpec:
-    """What one prediction is: ``n_outputs`` values per row (``targets`` names them when there are several)."""
-
-    name: str = "prediction"
-    meaning: str = "value"
-    n_outputs: int = 1
-    targets: tuple[str, ...] | None = None
-
-    @property
-    def shape(self) -> list[Any]:
-        return ["N"] if self.n_outputs == 1 else ["N", self.n_outputs]
-
-
-@dataclass(frozen=True)
-class FlavorEntry:
-    """One ONNX file of the artifact, and the facts the runtime needs to run it well."""
-
-    file: str
-    sha256: str
-    bytes: int
-    opsets: Mapping[str, int]
-    strategy: str | None = None  # tensor flavors: how the forest was laid out (m7_convert.emit_tensor)
-    bytes_per_row: int | None = None  # tensor flavors: intermediate bytes per input row (memory bound)
-    cpu_min_rows: int | None = None  # tensor flavors: from this many rows the CPU runs it instead of "tree"
-    rows_per_run: int | None = None  # tensor flavors: rows per onnxruntime run (measured), else from bytes_per_row
-    min_onnxruntime: str | None = None  # the oldest onnxruntime that runs this graph, when newer than the floor
-    note: str | None = None  # for people (``m7onnx info``), not a runtime fact: e.g. why a layout was not used
-
-    def facts(self) -> dict[str, Any]:
-        """The runtime facts (everything but the file's identity), as stamped into the contract."""
-        return {k: v for k in _FACTS if (v := getattr(self, k)) is not None}
-
-
-_FACTS = ("strategy", "bytes_per_row", "cpu_min_rows", "rows_per_run", "min_onnxruntime")
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    """The model the artifact was converted from (for ``verify`` and for people)."""
-
-    sha256: str
-    format: str  # "pickle" | "json" | "ubj" | "object" (converted from memory)
-    model_class: str
-    estimator: str  # "classifier" | "regressor" | "booster" | ...
-    objective: str
-    link: str
-    booster: str = "gbtree"
-    file: str | None = None
-    path: str | None = None  # relative to the manifest's folder
-    xgboost_version: str = "unknown"
-    n_trees: int = 0
-    n_trees_in_file: int | None = None
-    rounds_used: tuple[int, int] | None = None
-    best_iteration: int | None = None
-    num_parallel_tree: int | None = None
-    n_classes: int | None = None
-    max_depth: int = 0
-    n_leaves: int = 0
-    base_score: tuple[float, ...] | None = None
-    base_margin: tuple[float, ...] = ()
-    preprocessing: bool = False
-
-
-@dataclass(frozen=True)
-class PolicyOrigin:
-    """Where the converter took the caller policy from, in its resolution order (README, "Policy")."""
-
-    kind: PolicyKind
-    detail: str = ""
-
-    def describe(self) -> str:
-        return f"{self.kind}: {self.detail}" if self.detail else self.kind
-
-
-@dataclass(frozen=True)
-class SplitRange:
-    min: float
-    max: float
-    n_thresholds: int
 
 
 @dataclass(frozen=True)
@@ -180,40 +115,32 @@ class Manifest:
         if self.output.targets is not None:  # batch scoring names its output columns after them
             c["targets"] = list(self.output.targets)
         if self.schema_version >= 2:
-            c["split_ranges"] = _split_ranges_json(self.split_ranges)
+            c["split_ranges"] = split_ranges_to_json(self.split_ranges)
             c["reference"] = None if self.reference is None else profile_to_json(self.reference)
             c["flavors"] = {k: v.facts() for k, v in sorted(self.flavors.items())}
         return c
 
     # ---- JSON ------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        out = self.output
         doc: dict[str, Any] = {
             "schema_version": self.schema_version,
             "name": self.name,
             "description": self.description,
             "task": self.task,
-            "output": {
-                "name": out.name,
-                "meaning": out.meaning,
-                "n_outputs": out.n_outputs,
-                "shape": out.shape,
-                "dtype": "float32",
-                **({"targets": list(out.targets)} if out.targets is not None else {}),
-            },
+            "output": output_to_json(self.output),
             "input": {"name": self.input_name, "dtype": "float32", "shape": ["N", len(self.features)]},
             "features": list(self.features),
             **({"categories": {k: list(v) for k, v in self.categories.items()}} if self.categories else {}),
             "missing_value": "NaN" if self.missing is None else enc_float(self.missing),
-            "flavors": {k: _flavor_json(v) for k, v in self.flavors.items()},
+            "flavors": {k: flavor_to_json(v) for k, v in self.flavors.items()},
         }
         if self.skipped_flavors:
             doc["skipped_flavors"] = dict(self.skipped_flavors)
-        doc["source"] = _source_json(self.source)
+        doc["source"] = source_to_json(self.source)
         doc["input_policy"] = self.policy.to_json()
         if self.policy_origin is not None:
-            doc["policy_origin"] = {"kind": self.policy_origin.kind, "detail": self.policy_origin.detail}
-        doc["split_ranges"] = _split_ranges_json(self.split_ranges)
+            doc["policy_origin"] = origin_to_json(self.policy_origin)
+        doc["split_ranges"] = split_ranges_to_json(self.split_ranges)
         doc["parity"] = parity_to_json(self.parity)
         doc["converter"] = dict(self.converter)
         if self.reference is not None:
@@ -241,7 +168,7 @@ class Manifest:
         features = f.strs("features")
         if not features or len(set(features)) != len(features):
             raise f.error("features", "must be a non-empty list of distinct names")
-        output = _output(f.obj("output"))
+        output = output_from_json(f.obj("output"))
         inp = f.obj("input")
         input_name = inp.str("name", "features")
         if inp.raw("dtype", "float32") != "float32":
@@ -263,7 +190,7 @@ class Manifest:
                 missing = as_float(missing)
             except (TypeError, ValueError, OverflowError):
                 raise f.error("missing_value", f"must be 'NaN' or a finite number, got {missing!r:.60}") from None
-        flavors = f.mapping("flavors", _flavor, max_len=len(FLAVOR_SUFFIX))
+        flavors = f.mapping("flavors", flavor_from_json, max_len=len(FLAVOR_SUFFIX))
         unknown = set(flavors) - set(FLAVOR_SUFFIX)
         if unknown or not flavors:
             raise f.error("flavors", f"lists {sorted(flavors)}; known flavors: {sorted(FLAVOR_SUFFIX)}")
@@ -273,7 +200,7 @@ class Manifest:
             task=task,
             features=features,
             flavors=flavors,
-            source=_source(f.obj("source")),
+            source=source_from_json(f.obj("source")),
             parity=parity_from_json(f.obj("parity")),
             description=f.str("description", ""),
             output=output,
@@ -281,10 +208,10 @@ class Manifest:
             missing=missing,
             skipped_flavors=f.str_mapping("skipped_flavors", {}),
             policy=InputPolicy.from_json(f.raw("input_policy", None), where=where),
-            policy_origin=None if origin is None else _origin(origin),
-            split_ranges=f.mapping("split_ranges", _split_range, {}),
-            categories=_categories(f.obj("categories", None), features),
-            converter=_converter(f, "converter"),
+            policy_origin=None if origin is None else origin_from_json(origin),
+            split_ranges=f.mapping("split_ranges", split_range_from_json, {}),
+            categories=categories_from_json(f.obj("categories", None), features),
+            converter=converter_from_json(f, "converter"),
             reference=None
             if version < 2 or not f.has("reference")
             else profile_from_json(f.obj("reference"), features),
@@ -308,173 +235,6 @@ class Manifest:
         except RecursionError:
             raise M7Error(f"cannot read {where}: its JSON nests deeper than any manifest does") from None
         return cls.from_json(doc, where=where, path=path)
-
-
-# ---- parts: from JSON ------------------------------------------------------------
-
-
-def _output(f: Fields) -> OutputSpec:
-    n = f.int("n_outputs", lo=1, hi=1 << 20)
-    spec = OutputSpec(
-        name=f.str("name", "prediction"),
-        meaning=f.str("meaning", "value"),
-        n_outputs=n,
-        targets=f.strs("targets", None, max_len=1 << 20),
-    )
-    shape = f.raw("shape", spec.shape)  # derived from n_outputs, which the contract checks against the ONNX
-    if not isinstance(shape, list) or not 1 <= len(shape) <= 2:
-        raise f.error("shape", f"must be ['N'] or ['N', k], got {short_repr(shape)}")
-    if f.raw("dtype", "float32") != "float32":
-        raise f.error("dtype", "must be 'float32'")
-    if spec.targets is not None and len(spec.targets) != n:
-        raise f.error("targets", f"names {len(spec.targets)} targets for {n} outputs")
-    f.done()
-    return spec
-
-
-def _category(v: Any) -> str | float:
-    if isinstance(v, str):
-        return as_str(v)
-    value = as_float(v)
-    return int(value) if isinstance(v, int) else value
-
-
-def _categories(f: Fields | None, features: tuple[str, ...]) -> dict[str, tuple[str | float, ...]]:
-    """``categories``: feature -> its category names or numbers, in code order."""
-    if f is None:
-        return {}
-    out = {}
-    named = f.keys()
-    for key in named:
-        if key not in features:
-            raise f.error(key, "is not one of the features")
-        out[key] = f.list(key, _category, "category names or finite numbers")
-    f.done()
-    return out
-
-
-def _flavor(f: Fields) -> FlavorEntry:
-    file = f.str("file", max_len=255)
-    if Path(file).name != file or file in ("", ".", ".."):
-        raise f.error("file", f"names {file!r}; an artifact must be a file beside its manifest")
-    sha = f.str("sha256")
-    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-        raise f.error("sha256", f"must be 64 lowercase hex digits, got {sha!r:.80}")
-    opsets = f.raw("opsets", {})
-    try:
-        opsets = {str(k): as_int(v, 1, 1000) for k, v in dict(opsets).items()}
-    except (TypeError, ValueError):
-        raise f.error("opsets", f"must map domains to opset versions, got {opsets!r:.80}") from None
-    entry = FlavorEntry(
-        file=file,
-        sha256=sha,
-        bytes=f.int("bytes", 0),
-        opsets=opsets,
-        strategy=f.str("strategy", None, max_len=64),
-        bytes_per_row=f.int("bytes_per_row", None, lo=1),
-        cpu_min_rows=f.int("cpu_min_rows", None, lo=1),
-        rows_per_run=f.int("rows_per_run", None, lo=1, hi=1 << 31),
-        min_onnxruntime=f.str("min_onnxruntime", None, max_len=32),
-        note=f.str("note", None, max_len=1000),
-    )
-    f.done()
-    return entry
-
-
-def _source(f: Fields) -> SourceInfo:
-    rounds = f.list("rounds_used", as_int, "integers", None, max_len=2)
-    if rounds is not None and len(rounds) != 2:
-        raise f.error("rounds_used", "must be [begin, end]")
-    info = SourceInfo(
-        sha256=f.str("sha256", max_len=128),
-        format=f.str("format", max_len=32),
-        model_class=f.str("model_class", max_len=4096),
-        estimator=f.str("estimator", max_len=64),
-        objective=f.str("objective", max_len=128),
-        link=f.str("link", max_len=64),
-        booster=f.str("booster", "gbtree", max_len=64),
-        file=f.str("file", None, max_len=4096),
-        path=f.str("path", None, max_len=4096),
-        xgboost_version=f.str("xgboost_version", "unknown", max_len=64),
-        n_trees=f.int("n_trees", 0),
-        n_trees_in_file=f.int("n_trees_in_file", None),
-        rounds_used=rounds,
-        best_iteration=f.int("best_iteration", None),
-        num_parallel_tree=f.int("num_parallel_tree", None),
-        n_classes=f.int("n_classes", None),
-        max_depth=f.int("max_depth", 0, hi=1 << 16),
-        n_leaves=f.int("n_leaves", 0),
-        base_score=f.floats("base_score", None, finite=False),
-        base_margin=f.floats("base_margin", (), finite=False),
-        preprocessing=f.bool("preprocessing", False),
-    )
-    f.done()
-    return info
-
-
-def _origin(f: Fields) -> PolicyOrigin:
-    origin = PolicyOrigin(kind=f.choice("kind", POLICY_KINDS), detail=f.str("detail", ""))
-    f.done()
-    return origin
-
-
-def _split_range(f: Fields) -> SplitRange:
-    r = SplitRange(
-        min=f.float("min", finite=False), max=f.float("max", finite=False), n_thresholds=f.int("n_thresholds", 1)
-    )
-    f.done()
-    if not r.min <= r.max:
-        raise f.error("max", f"is below min ({r.max} < {r.min})")
-    return r
-
-
-def _converter(f: Fields, key: str) -> dict[str, str | None]:
-    value = f.raw(key, {})
-    if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in value.items()
-    ):
-        raise f.error(key, "must be an object of library name -> version string")
-    return dict(value)
-
-
-# ---- parts: to JSON --------------------------------------------------------------
-
-
-def _flavor_json(e: FlavorEntry) -> dict[str, Any]:
-    doc = {"file": e.file, "sha256": e.sha256, "bytes": e.bytes, "opsets": dict(e.opsets), **e.facts()}
-    return doc if e.note is None else {**doc, "note": e.note}
-
-
-def _source_json(s: SourceInfo) -> dict[str, Any]:
-    return {
-        "file": s.file,
-        "path": s.path,
-        "sha256": s.sha256,
-        "format": s.format,
-        "model_class": s.model_class,
-        "estimator": s.estimator,
-        "xgboost_version": s.xgboost_version,
-        "objective": s.objective,
-        "link": s.link,
-        "booster": s.booster,
-        "n_trees": s.n_trees,
-        "n_trees_in_file": s.n_trees_in_file,
-        "rounds_used": None if s.rounds_used is None else list(s.rounds_used),
-        "best_iteration": s.best_iteration,
-        "num_parallel_tree": s.num_parallel_tree,
-        "n_classes": s.n_classes,
-        "max_depth": s.max_depth,
-        "n_leaves": s.n_leaves,
-        "base_score": None if s.base_score is None else [enc_float(v) for v in s.base_score],
-        "base_margin": [enc_float(v) for v in s.base_margin],
-        "preprocessing": s.preprocessing,
-    }
-
-
-def _split_ranges_json(ranges: Mapping[str, SplitRange]) -> dict[str, Any]:
-    return {
-        k: {"min": enc_float(r.min), "max": enc_float(r.max), "n_thresholds": r.n_thresholds} for k, r in ranges.items()
-    }
 
 
 def contract_json(c: Mapping[str, Any]) -> str:

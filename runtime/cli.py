@@ -120,7 +120,7 @@ def _info(args: argparse.Namespace) -> int:
 
 def _layout_text(m: Manifest) -> str:
     """The tensor graphs' strategies; the CPU's large-batch graph with its run size and from how many rows."""
-    from .model import bulk_flavor
+    from .state import bulk_flavor
 
     parts = [f"{f}={m.flavors[f].strategy}" for f in ("tensor", "tensor_cpu") if f in m.flavors]
     bulk = bulk_flavor(m)

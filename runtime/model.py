@@ -8,7 +8,7 @@ batches are split into row chunks that run in parallel on a thread pool (onnxrun
 releases the GIL). Sessions are thread-safe; models with byte-identical artifacts share
 one session.
 
-Everything a prediction reads lives in one immutable :class:`State`; a live reload
+Everything a prediction reads lives in one immutable :class:`~m7_runtime.state.State`; a live reload
 (:mod:`m7_runtime.reload`) builds and verifies a new one and replaces it in a single
 assignment, and every prediction reads ``self._state`` once, so it sees the old model or
 the new one, never a mix.
@@ -22,7 +22,6 @@ import os
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +34,11 @@ from .drift import DriftReport, LiveProfile, no_reference_error
 from .errors import M7Error
 from .fields import short_repr
 from .inputs import column_view, matrix, n_rows
-from .integrity import artifact_bytes
 from .observe import Observer, Observers, RangeCounter
 from .policy import InputPolicy
-from .providers import Placement, place
-from .rows import Reader, RowRunner, row_reader
+from .rows import RowRunner
 from .sessions import Sessions
+from .state import TENSOR_FLAVORS, Origin, SessionCache, State, load_state, run, verified_replacement
 
 log = logging.getLogger("m7_runtime")
 
@@ -52,8 +50,6 @@ CHUNK_ROWS = 4096  # rows per task when a batch is split across threads
 #: compact traversal ran as fast in 64 MiB runs as in 16 MiB ones, and a 1000-tree depth-8
 #: forest needs the 64 to reach its fastest run size (256 rows, not 103; NOTES.md, issue 16).
 TENSOR_RUN_BYTES = {"cpu": 64 * 2**20, "cuda": 256 * 2**20}
-#: the tensor graphs: "tensor" (standard operators, CUDA too), "tensor_cpu" (CPU only, optional)
-TENSOR_FLAVORS = ("tensor", "tensor_cpu")
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 
@@ -66,38 +62,6 @@ def _thread_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-@dataclass(frozen=True, eq=False)
-class State:
-    """One verified artifact, ready to run: what every prediction reads (replaced whole on reload)."""
-
-    manifest: Manifest
-    sessions: Sessions  # the placement's flavor: single rows and small batches
-    bulk: Sessions | None  # a tensor graph on the CPU (bulk_flavor), for batches of at least its cpu_min_rows
-    read: Reader  # predict_one's reader of a feature mapping under the policy
-
-    @property
-    def name(self) -> str:
-        return self.manifest.name
-
-    @property
-    def policy(self) -> InputPolicy:
-        return self.manifest.policy
-
-    @property
-    def names(self) -> tuple[str, str]:
-        return self.manifest.input_name, self.manifest.output_name
-
-
-@dataclass(frozen=True)
-class _Origin:
-    """How a model was loaded, so a reload loads its replacement the same way."""
-
-    path: Path
-    provider: str
-    flavor: str | None
-    options: ort.SessionOptions | None
-
-
 class Model:
     """One model. ``predict`` is the model; ``predict_one`` and ``score`` add its caller policy."""
 
@@ -106,7 +70,7 @@ class Model:
         state: State,
         *,
         threads: int | None = None,
-        origin: _Origin | None = None,
+        origin: Origin | None = None,
         reload_seconds: float | None = None,
     ) -> None:
         self._state = state
@@ -164,10 +128,7 @@ class Model:
     def flavor_for(self, n_rows: int) -> str:
         """The flavor a batch of ``n_rows`` runs: on the CPU, large batches use a tensor graph when faster
         (``tensor_cpu`` when the artifact has one, else ``tensor``: :func:`bulk_flavor`)."""
-        state = self._state
-        if _uses_bulk(state, n_rows) and state.bulk is not None:
-            return state.bulk.placement.flavor
-        return state.sessions.placement.flavor
+        return self._state.batch_sessions(n_rows).placement.flavor
 
     def rows_per_run(self, provider: str) -> int:
         """Rows in one tensor-graph run on ``provider`` ("cpu" or "cuda").
@@ -243,15 +204,15 @@ class Model:
         if n == 0:
             k = state.manifest.n_outputs
             return np.empty((0, k) if k > 1 else (0,), dtype=np.float32)
-        sessions = state.bulk if _uses_bulk(state, n) and state.bulk is not None else state.sessions
+        sessions = state.batch_sessions(n)
         if sessions.placement.flavor in TENSOR_FLAVORS:
             return self._run_bounded(state, sessions, x)
         sess = sessions.get()
         tasks = min(self.threads, -(-n // CHUNK_ROWS))
         if tasks <= 1 or sessions.placement.provider == "cuda":
-            return _run(state, sess, x)
+            return run(state, sess, x)
         bounds = np.linspace(0, n, tasks + 1).astype(int)
-        parts = _thread_pool().map(lambda ab: _run(state, sess, x[ab[0] : ab[1]]), itertools.pairwise(bounds))
+        parts = _thread_pool().map(lambda ab: run(state, sess, x[ab[0] : ab[1]]), itertools.pairwise(bounds))
         return np.concatenate(list(parts))
 
     def _run_bounded(self, state: State, sessions: Sessions, x: np.ndarray) -> np.ndarray:
@@ -266,8 +227,8 @@ class Model:
         runs = [(a, min(a + rows, n)) for a in range(0, n, rows)]
         lanes = 1 if provider == "cuda" else min(self.threads, len(runs))
         if lanes == 1:
-            return np.concatenate([_run(state, sess, x[a:b]) for a, b in runs])
-        parts = list(_thread_pool().map(lambda i: [_run(state, sess, x[a:b]) for a, b in runs[i::lanes]], range(lanes)))
+            return np.concatenate([run(state, sess, x[a:b]) for a, b in runs])
+        parts = list(_thread_pool().map(lambda i: [run(state, sess, x[a:b]) for a, b in runs[i::lanes]], range(lanes)))
         return np.concatenate([parts[j % lanes][j // lanes] for j in range(len(runs))])
 
     # ---- single row --------------------------------------------------------------
@@ -279,7 +240,8 @@ class Model:
 
         The bot's hot path, in three steps: read the mapping (:func:`~m7_runtime.rows.row_reader`),
         run this thread's bound row (:class:`~m7_runtime.rows.RowRunner`), post-process (clamp,
-        queue the row for the observers).
+        queue the row for the observers: :meth:`Observers.push <m7_runtime.observe.Observers.push>`
+        written out, as a call costs more than the append).
         """
         state = self._state
         if features.__class__ is not dict and not isinstance(features, Mapping):
@@ -301,28 +263,31 @@ class Model:
             raise
         except Exception as exc:  # onnxruntime's own exception types
             raise M7Error(f"{state.name}: onnxruntime failed on an input of shape {runner.buf.shape}: {exc}") from exc
-        return self._post(state, runner)
-
-    def _post(self, state: State, runner: RowRunner) -> float | np.ndarray:
-        """The prediction as returned (clamped), and the row queued for the observers."""
-        policy = state.policy
-        if state.manifest.n_outputs > 1:
-            y = policy.clamp(runner.out[0].copy())
-            if self.observers.active:
-                self.observers.push(runner.view.tobytes(), y.astype(np.float32).tobytes())
-            return y
+        if state.multi:
+            return self._post_vector(state, runner)
+        # the post-processing of a single output, inline: each call here costs the hot path
         y = runner.out.item()
-        lo, hi = policy.clamp_min, policy.clamp_max
         # np.clip's result for a scalar, without its ~3 µs: NaN stays NaN, -0.0 -> 0.0 at 0
+        lo = state.clamp_min
         if lo is not None and y <= lo:
             y = lo
+        hi = state.clamp_max
         if hi is not None and y >= hi:
             y = hi
         observers = self.observers
-        if observers.active:
-            observers.push(runner.view.tobytes(), y)
-            if log.isEnabledFor(logging.DEBUG):  # a per-row debug line needs the row observed now
+        if observers.active:  # Observers.push, inline
+            pending = observers.pending
+            pending.append((runner.view.tobytes(), y))
+            # a per-row debug line (RangeCounter) needs the row observed now
+            if len(pending) >= observers.batch_rows or log.isEnabledFor(logging.DEBUG):
                 observers.flush()
+        return y
+
+    def _post_vector(self, state: State, runner: RowRunner) -> np.ndarray:
+        """A multi-output row as returned (clamped, a copy of the buffer), queued for the observers."""
+        y = state.policy.clamp(runner.out[0].copy())
+        if self.observers.active:
+            self.observers.push(runner.view.tobytes(), y.astype(np.float32).tobytes())
         return y
 
     def _runner(self, state: State) -> RowRunner:
@@ -396,7 +361,7 @@ class Model:
         if seen == self._signature or seen == self._bad_signature:
             return False
         try:
-            new = _verified_replacement(old, self._origin)
+            new = verified_replacement(old, self._origin)
         except M7Error as exc:
             self._bad_signature = seen
             log.error("%s: not reloading the changed artifact (%s); still serving the last good model", old.name, exc)
@@ -418,99 +383,6 @@ class Model:
         reload.WATCHER.unwatch(self)
 
 
-def _uses_bulk(state: State, n_rows: int) -> bool:
-    if state.bulk is None:
-        return False
-    entry = state.manifest.flavors.get(state.bulk.placement.flavor)
-    return entry is not None and entry.cpu_min_rows is not None and n_rows >= entry.cpu_min_rows
-
-
-def _run(state: State, sess: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
-    try:
-        return sess.run([state.manifest.output_name], {state.manifest.input_name: x})[0]
-    except Exception as exc:  # onnxruntime's own exception types
-        raise M7Error(f"{state.name}: onnxruntime failed on an input of shape {x.shape}: {exc}") from exc
-
-
-def _verified_replacement(old: State, origin: _Origin) -> State:
-    """The artifact now on disk as a new State, verified in full (schema, hashes, contract, probe run)."""
-    new = _state(origin, cache=None)
-    before, after = old.manifest, new.manifest
-    if after.features != before.features or after.n_outputs != before.n_outputs:
-        raise M7Error(
-            f"the replacement has other features or outputs ({list(after.features)}, {after.n_outputs} output(s)) "
-            f"than the model being served ({list(before.features)}, {before.n_outputs}); restart to adopt it"
-        )
-    probe = np.zeros((1, len(after.features)), dtype=np.float32)
-    for sessions in (new.sessions, new.bulk):
-        if sessions is not None:
-            out = _run(new, sessions.get(), probe)
-            expected = (1, after.n_outputs) if after.n_outputs > 1 else (1,)
-            if out.shape != expected or out.dtype != np.float32:
-                raise M7Error(f"its {sessions.placement.flavor} graph returns {out.dtype} {out.shape}, not {expected}")
-    return new
-
-
-def _state(origin: _Origin, cache: dict[tuple[str, Placement], Sessions] | None) -> State:
-    """Read, verify and place one artifact (sessions are created on first use unless on CUDA)."""
-    manifest = Manifest.read(origin.path)
-    placement = place(origin.provider, flavors=tuple(manifest.flavors), flavor=origin.flavor)
-    sessions = _sessions(manifest, placement, cache, origin.options)
-    if placement.provider == "cuda":
-        sessions.get()  # create now, so Model.provider reports a fallback at once
-    return State(
-        manifest=manifest,
-        sessions=sessions,
-        bulk=_cpu_tensor(manifest, placement, origin, cache),
-        read=row_reader(manifest.name, manifest.features, manifest.policy),
-    )
-
-
-def _sessions(
-    manifest: Manifest,
-    placement: Placement,
-    cache: dict[tuple[str, Placement], Sessions] | None,
-    options: ort.SessionOptions | None,
-) -> Sessions:
-    """The flavor's sessions, shared through ``cache`` by byte-identical artifacts (each manifest still verified)."""
-    data = artifact_bytes(manifest, placement.flavor)
-    key = (manifest.flavors[placement.flavor].sha256, placement)
-    if cache is not None and key in cache:
-        return cache[key]
-    sessions = Sessions(data, placement, options)
-    if cache is not None:
-        cache[key] = sessions
-    return sessions
-
-
-def bulk_flavor(manifest: Manifest) -> str | None:
-    """The graph that runs large CPU batches: ``tensor_cpu`` when present, else ``tensor``, when the
-    converter recorded from how many rows it beats the tree flavor (``cpu_min_rows``); else None."""
-    for flavor in ("tensor_cpu", "tensor"):
-        entry = manifest.flavors.get(flavor)
-        if entry is not None and entry.cpu_min_rows is not None:
-            return flavor
-    return None
-
-
-def _cpu_tensor(
-    manifest: Manifest, placement: Placement, origin: _Origin, cache: dict[tuple[str, Placement], Sessions] | None
-) -> Sessions | None:
-    """The CPU sessions of :func:`bulk_flavor`, for large batches.
-
-    The converter records ``cpu_min_rows`` per tensor graph (measured, or inherited from a
-    measurement: ``m7_convert.tune``); margins are bit-identical between the flavors, so
-    only speed differs. Not when a flavor was forced, and not on CUDA (which runs the
-    ``tensor`` graph for everything: ``tensor_cpu``'s ``CumSum`` has no fast CUDA kernel).
-    """
-    if placement.provider != "cpu" or origin.flavor is not None or placement.flavor in TENSOR_FLAVORS:
-        return None
-    flavor = bulk_flavor(manifest)
-    if flavor is None:
-        return None
-    return _sessions(manifest, Placement("cpu", flavor, placement.ort_providers), cache, origin.options)
-
-
 def load(
     path: str | Path,
     *,
@@ -519,7 +391,7 @@ def load(
     threads: int | None = None,
     options: ort.SessionOptions | None = None,
     reload_seconds: float | None = None,
-    _cache: dict[tuple[str, Placement], Sessions] | None = None,
+    _cache: SessionCache | None = None,
 ) -> Model:
     """Load one artifact (a manifest, or an ONNX file beside one) after checking its hashes and contract.
 
@@ -528,8 +400,8 @@ def load(
     (see :func:`m7_runtime.sessions.session_options`). ``reload_seconds``: watch the files
     and swap in a verified replacement (:mod:`m7_runtime.reload`).
     """
-    origin = _Origin(Path(path), provider, flavor, options)
-    return Model(_state(origin, _cache), threads=threads, origin=origin, reload_seconds=reload_seconds)
+    origin = Origin(Path(path), provider, flavor, options)
+    return Model(load_state(origin, _cache), threads=threads, origin=origin, reload_seconds=reload_seconds)
 
 
 def load_dir(
@@ -548,7 +420,7 @@ def load_dir(
     manifests = sorted(folder.glob("*.manifest.json"))
     if not manifests:
         raise M7Error(f"{folder} holds no *.manifest.json; convert models into it first (m7onnx convert)")
-    cache: dict[tuple[str, Placement], Sessions] = {}
+    cache: SessionCache = {}
     models = {}
     for m in manifests:
         model = load(

@@ -46,6 +46,7 @@ class Observers:
         self.active = False  # read on the hot path: any observer attached?
         self.batch_active = False  # any observer of batch predictions?
         self.pending: deque[tuple[bytes, Any]] = deque()
+        self.batch_rows = BATCH_ROWS  # queued rows delivered at once (predict_one reads it too)
 
     def add(self, observer: Observer) -> None:
         with self._lock:
@@ -68,7 +69,7 @@ class Observers:
         """Queue one ``predict_one`` row (its float32 bytes) and output; deliver when the batch is full."""
         pending = self.pending
         pending.append((row, output))
-        if len(pending) >= BATCH_ROWS:
+        if len(pending) >= self.batch_rows:
             self.flush()
 
     def flush(self) -> None:

@@ -13,17 +13,8 @@ from hypothesis import strategies as st
 
 from conftest import build_case
 from m7_convert import convert
-from m7_runtime.artifact import (
-    FLAVOR_SUFFIX,
-    POLICY_KINDS,
-    TASKS,
-    FlavorEntry,
-    Manifest,
-    OutputSpec,
-    PolicyOrigin,
-    SourceInfo,
-    SplitRange,
-)
+from m7_runtime.artifact import FLAVOR_SUFFIX, TASKS, Manifest
+from m7_runtime.manifest_parts import POLICY_KINDS, FlavorEntry, OutputSpec, PolicyOrigin, SourceInfo, SplitRange
 from m7_runtime.parity import Check, FlavorParity, Parity, WorstRow
 from m7_runtime.policy import InputPolicy, OneHot
 from m7_runtime.profile import Histogram, ReferenceProfile

@@ -311,6 +311,7 @@ def test_reference_data_against_its_own_profile_is_exactly_zero_and_threads_coun
     y = rng.uniform(size=20_000).astype(np.float32)
     ref = build_profile(x, y, ["a", "b", "c", "d"])
     live = LiveProfile(ref, ["a", "b", "c", "d"], stride=1)
+
     def feed(first: int) -> None:
         for j in range(first, 20_000, 37 * 4):
             live.observe(x[j : j + 37], y[j : j + 37])

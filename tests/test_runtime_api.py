@@ -78,10 +78,10 @@ def test_large_batch_is_chunked_across_threads_without_changing_results(models):
     m = models["xgb_spend_model"]
     X = np.random.default_rng(0).normal(50, 30, (20_000, 19)).astype(np.float32)
     whole = m.predict(X)
-    from m7_runtime.model import _run
+    from m7_runtime.state import run
 
     state = m._state
-    pieces = np.concatenate([_run(state, state.sessions.get(), X[i : i + 1000]) for i in range(0, len(X), 1000)])
+    pieces = np.concatenate([run(state, state.sessions.get(), X[i : i + 1000]) for i in range(0, len(X), 1000)])
     np.testing.assert_array_equal(whole, pieces)
 
 

@@ -98,6 +98,7 @@ def test_out_of_range_counts_are_exact_when_read(snapshots, monkeypatch):
     x = np.array([[r[f] for f in model.feature_names] for r in rows], dtype=np.float32)
     for r in rows:
         model.predict_one(r)
+    assert len(model.observers.pending) == 300 % 64  # delivered at each boundary, the rest still queued
     outside = (x < model._range.lo) | (x > model._range.hi)
     want = {f: int(c) for f, c in zip(model.feature_names, outside.sum(axis=0), strict=True) if c}
     assert model.out_of_range == want
