@@ -119,9 +119,12 @@ def plot_scaling(out: Path, sec: dict[str, Any]) -> Path | None:
         for i, n in enumerate(res["sizes"]):
             for t in res["threads"]:
                 pts = sorted(
-                    (m["leaves"], m["runs"][str(t)][str(n)]["speed_vs"][base], key)
-                    for key, m in models.items()
-                    if base in m["runs"][str(t)][str(n)]["speed_vs"]
+                    [
+                        (m["leaves"], m["runs"][str(t)][str(n)]["speed_vs"][base], key)
+                        for key, m in models.items()
+                        if base in m["runs"][str(t)][str(n)]["speed_vs"]
+                    ],
+                    key=lambda p: (p[0], p[2]),  # models of equal size: by name (never by the ratio dicts)
                 )
                 if not pts:
                     continue
