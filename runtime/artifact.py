@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,12 @@ class Manifest:
             c["reference"] = None if self.reference is None else profile_to_json(self.reference)
             c["flavors"] = {k: v.facts() for k, v in sorted(self.flavors.items())}
         return c
+
+    @cached_property
+    def contract_text(self) -> str:
+        """:meth:`contract` as stamped (:func:`contract_json`), computed once per manifest: every flavor's
+        file is checked against it at load, and with a reference profile it is tens of KB of JSON."""
+        return contract_json(self.contract())
 
     # ---- JSON ------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from conftest import build_case
 from m7_convert import convert
 from m7_runtime.artifact import FLAVOR_SUFFIX, TASKS, Manifest
+from m7_runtime.errors import M7Error
 from m7_runtime.manifest_parts import POLICY_KINDS, FlavorEntry, OutputSpec, PolicyOrigin, SourceInfo, SplitRange
 from m7_runtime.parity import Check, FlavorParity, Parity, WorstRow
 from m7_runtime.policy import InputPolicy, OneHot
@@ -160,3 +161,47 @@ def test_every_field_the_converter_writes_is_read_back(case: str, zoo_dir: Path,
     read = Manifest.read(path)
     assert read.to_json() == raw  # nothing written is dropped (unknown keys are refused) or changed
     assert read == result.manifest
+
+
+def _restamp(folder: Path, name: str, text: str) -> None:
+    """Stamp ``text`` as the tree file's contract and record the new hash in the manifest."""
+    import hashlib
+
+    import onnx
+
+    from m7_runtime.artifact import CONTRACT_KEY
+
+    path = folder / f"{name}.manifest.json"
+    doc = json.loads(path.read_text())
+    entry = doc["flavors"]["tree"]
+    model = onnx.load(folder / entry["file"])
+    (prop,) = [p for p in model.metadata_props if p.key == CONTRACT_KEY]
+    prop.value = text
+    data = model.SerializeToString()
+    (folder / entry["file"]).write_bytes(data)
+    entry["sha256"] = hashlib.sha256(data).hexdigest()
+    path.write_text(json.dumps(doc))
+
+
+def test_the_contract_is_compared_as_json_when_its_text_differs(tmp_path: Path):
+    """Load compares the stamped text to ``Manifest.contract_text`` first (no parsing); a contract written
+    another way (indented, other key order) still agrees, and a different one is still refused by name."""
+    import m7_runtime
+    from conftest import ONNX
+
+    name = "xgb_recovery_model"
+    for f in ONNX.glob(f"{name}.*"):
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    manifest = Manifest.read(tmp_path / f"{name}.manifest.json")
+    contract = manifest.contract()
+    assert manifest.contract_text == json.dumps(contract, sort_keys=True, separators=(",", ":"))
+
+    _restamp(tmp_path, name, json.dumps(dict(reversed(contract.items())), indent=2))
+    row = dict.fromkeys(manifest.features, 0.5)
+    restamped = m7_runtime.load(tmp_path / f"{name}.manifest.json", provider="cpu")
+    original = m7_runtime.load(ONNX / f"{name}.manifest.json", provider="cpu")
+    assert restamped.predict_one(row) == original.predict_one(row)
+
+    _restamp(tmp_path, name, json.dumps({**contract, "task": "regression"}))
+    with pytest.raises(M7Error, match=r"disagrees with .*task"):
+        m7_runtime.load(tmp_path / f"{name}.manifest.json", provider="cpu")
