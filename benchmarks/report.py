@@ -38,7 +38,7 @@ def targets_md(s: dict[str, dict[str, Any]]) -> str:
     """The targets table and, under it, why each target that is not met is not."""
     assessed = assess_all(s)
     out = [
-        "## Targets (issue 6)",
+        "## Targets (issue 6, then the scaling targets of issue 16)",
         "",
         table(
             ["target", "measured: median of per-round ratios [min–max]; best round vs best round", "verdict", "gap"],
