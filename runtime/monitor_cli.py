@@ -25,17 +25,7 @@ def add_drift_arguments(d: argparse.ArgumentParser) -> None:
         "targets", nargs="+", type=Path, metavar="MANIFEST|DIR", help="models (in a folder: those with a profile)"
     )
     d.add_argument("--input", "-i", required=True, help="Parquet file or folder, CSV or JSONL of live snapshots")
-    d.add_argument("--json", action="store_true", help="print a JSON list, one object per model (default: a table)")
-    d.add_argument(
-        "--plot", type=Path, metavar="FILE.png", help="a PNG per model (FILE-NAME.png for several; default: no plot)"
-    )
-    d.add_argument(
-        "--batch-size",
-        type=int,
-        default=DEFAULT_BATCH_ROWS,
-        metavar="N",
-        help="rows read at a time (default: %(default)s)",
-    )
+    _output_arguments(d, "model")
     d.set_defaults(run=_drift)
 
 
@@ -57,18 +47,23 @@ def add_diff_arguments(f: argparse.ArgumentParser) -> None:
     f.add_argument(
         "--top", type=int, default=10, metavar="N", help="rows that moved most to list (default: %(default)s)"
     )
-    f.add_argument("--json", action="store_true", help="print a JSON list, one object per pair (default: a table)")
-    f.add_argument(
-        "--plot", type=Path, metavar="FILE.png", help="a PNG per pair (FILE-NAME.png for several; default: no plot)"
+    _output_arguments(f, "pair")
+    f.set_defaults(run=_diff)
+
+
+def _output_arguments(p: argparse.ArgumentParser, each: str) -> None:
+    """What ``drift`` and ``diff`` share: the report's form (table, JSON, PNG) and the read size."""
+    p.add_argument("--json", action="store_true", help=f"print a JSON list, one object per {each} (default: a table)")
+    p.add_argument(
+        "--plot", type=Path, metavar="FILE.png", help=f"a PNG per {each} (FILE-NAME.png for several; default: no plot)"
     )
-    f.add_argument(
+    p.add_argument(
         "--batch-size",
         type=int,
         default=DEFAULT_BATCH_ROWS,
         metavar="N",
         help="rows read at a time (default: %(default)s)",
     )
-    f.set_defaults(run=_diff)
 
 
 def plot_paths(plot: Path, names: list[str]) -> dict[str, Path]:
