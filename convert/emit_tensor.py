@@ -57,8 +57,9 @@ from .categories import membership
 from .emit_linear import STRATEGY as LINEAR
 from .emit_linear import emit_linear
 from .errors import ConvertError
-from .ir import Forest, Tree
+from .ir import Forest
 from .tensor_memory import bytes_per_row  # noqa: F401  (re-exported: benchmarks and tests import it from here)
+from .tensor_trees import CompactTree, compact_tree, slots
 
 #: strategy name -> one line for the manifest and the docs
 STRATEGIES: dict[str, str] = {
@@ -103,70 +104,6 @@ def declines(forest: Forest, strategy: str) -> str | None:
     if strategy not in COMPLETE_STRATEGIES:
         return None
     return tensor_layouts.declines(forest, len(slots(forest)[0]))
-
-
-@dataclass(frozen=True)
-class _Compact:
-    """One tree's reachable nodes renumbered from 0 (parents first), as the strategies read them."""
-
-    left: np.ndarray  # int64, -1 at a leaf
-    right: np.ndarray  # int64, -1 at a leaf
-    column: np.ndarray  # int64 row of the column blocks the split reads (0 at a leaf)
-    threshold: np.ndarray  # float32, go left when column value < threshold (0 at a leaf)
-    value: np.ndarray  # float32 leaf value (DART weight applied), 0 at inner nodes
-
-    @property
-    def inner(self) -> np.ndarray:
-        return np.flatnonzero(self.left >= 0)
-
-    @property
-    def leaves(self) -> np.ndarray:
-        return np.flatnonzero(self.left < 0)
-
-    def depth(self) -> int:
-        depth = np.zeros(len(self.left), dtype=np.int64)
-        for node in self.inner:  # parents come before children
-            depth[self.left[node]] = depth[self.right[node]] = depth[node] + 1
-        return int(depth.max())
-
-
-def _zero_tree() -> Tree:
-    return Tree.leaf(0.0)
-
-
-def _compact(t: Tree, n_features: int) -> _Compact:
-    c = t.compact()
-    leaf = c.is_leaf
-    feature = c.feature.astype(np.int64)
-    threshold = c.threshold
-    default_left = c.default_left
-    # column blocks: [0, F) NaN -> -inf, [F, 2F) NaN -> +inf, [2F, 3F) 1.0 present / 0.0 missing
-    column = np.where(default_left, feature, n_features + feature)
-    present_test = default_left & (threshold == np.float32(-np.inf))
-    column = np.where(present_test, 2 * n_features + feature, column)
-    threshold = np.where(present_test, np.float32(0.5), threshold)
-    return _Compact(
-        left=c.left.astype(np.int64),
-        right=c.right.astype(np.int64),
-        column=np.where(leaf, 0, column).astype(np.int64),
-        threshold=np.where(leaf, np.float32(0), threshold).astype(np.float32),
-        value=c.weighted_leaf_values(),
-    )
-
-
-def slots(forest: Forest) -> tuple[list[Tree], int]:
-    """Trees in summation order: slot ``k * groups + g`` is the k-th tree of output group g.
-
-    A vector-leaf tree counts as one tree in every group (its splits, that group's leaf
-    values). Groups with fewer trees are padded with one-leaf trees of value 0 (adding
-    +0.0 changes no float32 sum). Returns the trees and K, the number of trees per group.
-    """
-    per_group: list[list[Tree]] = [[] for _ in range(forest.n_groups)]
-    for t in forest.trees:
-        for g in range(forest.n_groups) if t.is_vector else (t.group,):
-            per_group[g].append(t.for_group(g))
-    k = max(len(p) for p in per_group)
-    return [p[i] if i < len(p) else _zero_tree() for i in range(k) for p in per_group], k
 
 
 class _Graph:
@@ -230,7 +167,7 @@ def _column_blocks(
 GEMM_MAX_LEAVES = 2**11
 
 
-def _gemm(g: _Graph, columns: _Columns, trees: list[_Compact]) -> str:
+def _gemm(g: _Graph, columns: _Columns, trees: list[CompactTree]) -> str:
     """Leaf value of every tree slot, [S, N], by Hummingbird's GEMM strategy.
 
     Per tree: D = [x_col < t] over its inner nodes (I), all at once with one ``Gather``
@@ -281,7 +218,7 @@ def _gemm(g: _Graph, columns: _Columns, trees: list[_Compact]) -> str:
     return g.op("GatherElements", [g.const("leaf_values", values), leaf], "tree_values", axis=1)
 
 
-def _traversal(g: _Graph, columns: _Columns, trees: list[_Compact]) -> str:
+def _traversal(g: _Graph, columns: _Columns, trees: list[CompactTree]) -> str:
     """Leaf value of every tree slot, [S, N], by walking all trees one level per step.
 
     The node state is each row's current node in each tree, [S, N], as an index into that
@@ -388,7 +325,7 @@ def emit_tensor(forest: Forest, *, strategy: str | None = None, summation: str =
     cats = membership(forest, "x")  # categorical splits -> numerical splits on membership columns
     numeric = cats.forest
     trees, per_group = slots(numeric)
-    compact = [_compact(t, numeric.n_features) for t in trees]
+    compact = [compact_tree(t, numeric.n_features) for t in trees]
     if summation == "cumsum":
         compact = tensor_layouts.fold_base_margin(compact, forest)
     present_block = any(bool(np.any(c.column >= 2 * numeric.n_features)) for c in compact)

@@ -14,7 +14,7 @@ rather than a third lookup. Two strategies use it (``emit_tensor.STRATEGY_FUNCTI
   into them), so the top three levels cost no per-element lookup at all. ``MatMulInteger``
   on uint8 has no CUDA kernel: CPU graphs only.
 
-Both read ``_Compact`` trees (``emit_tensor``) and produce the same [S, N] leaf values as
+Both read ``CompactTree`` trees (``tensor_trees``) and produce the same [S, N] leaf values as
 the compact strategies, so they are bit-identical to them and to the tree flavor.
 Padding below a shallow leaf compares against a NaN threshold: ``x < NaN`` is false for
 every x, including ±inf (IEEE 754, CPU and CUDA alike), so a padded node always goes
@@ -88,7 +88,7 @@ def declines(forest: Forest, n_slots: int) -> str | None:
 
 
 def complete_tables(trees: list[Any]) -> CompleteTables:
-    """The per-level tables of ``trees`` (``_Compact``: left/right/column/threshold/value).
+    """The per-level tables of ``trees`` (``CompactTree``: left/right/column/threshold/value).
 
     At least one level: a forest of single leaves gets a root that always goes right.
     """
