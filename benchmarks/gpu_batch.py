@@ -136,7 +136,7 @@ def _strategy_engines(man: Manifest) -> tuple[dict[str, Callable[[np.ndarray], A
         from m7_convert import load_source
         from m7_convert.driver import build_forest
         from m7_convert.emit_tensor import CUDA_STRATEGIES, bytes_per_row, declines, emit_tensor
-        from m7_runtime.model import TENSOR_RUN_BYTES
+        from m7_runtime.batches import TENSOR_RUN_BYTES
     except ImportError as exc:
         return {}, {"tensor-cuda/<strategy>": f"the converter is not installed ({exc})"}
     source = load_source(man.path.parent / str(man.source.path))

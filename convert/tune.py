@@ -38,9 +38,9 @@ import numpy as np
 import onnx
 
 from m7_runtime.artifact import MANIFEST_SUFFIX, Manifest
+from m7_runtime.batches import TENSOR_RUN_BYTES
 from m7_runtime.errors import M7Error
 from m7_runtime.market7 import bundled_dir
-from m7_runtime.model import TENSOR_RUN_BYTES
 from m7_runtime.sessions import cpu_session
 
 from .emit_linear import STRATEGY as LINEAR

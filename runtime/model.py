@@ -4,8 +4,8 @@ One onnxruntime session per artifact, created on first use with one intra-op thr
 onnxruntime then sums each row's trees in order starting from the base margin, exactly
 as xgboost does, so predictions are bit-identical to xgboost's (a multi-threaded tree
 ensemble splits the trees of a row across threads and reorders the float32 sums). Large
-batches are split into row chunks that run in parallel on a thread pool (onnxruntime
-releases the GIL). Sessions are thread-safe; models with byte-identical artifacts share
+batches are split into row chunks or memory-bounded runs on a thread pool
+(:mod:`m7_runtime.batches`). Sessions are thread-safe; models with byte-identical artifacts share
 one session.
 
 Everything a prediction reads lives in one immutable :class:`~m7_runtime.state.State`; a live reload
@@ -16,12 +16,10 @@ the new one, never a mix.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import threading
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ import onnxruntime as ort
 
 from . import reload
 from .artifact import Manifest
+from .batches import rows_per_run, run_batch
 from .drift import DriftReport, LiveProfile, no_reference_error
 from .errors import M7Error
 from .fields import short_repr
@@ -37,29 +36,9 @@ from .inputs import column_view, matrix, n_rows
 from .observe import Observer, Observers, RangeCounter
 from .policy import InputPolicy
 from .rows import RowRunner
-from .sessions import Sessions
-from .state import TENSOR_FLAVORS, Origin, SessionCache, State, load_state, run, verified_replacement
+from .state import Origin, SessionCache, State, load_state, verified_replacement
 
 log = logging.getLogger("m7_runtime")
-
-CHUNK_ROWS = 4096  # rows per task when a batch is split across threads
-#: Tensor flavors: the bytes of intermediate tensors one run may hold, by provider. A run
-#: takes floor(budget / the manifest's ``bytes_per_row``) rows, or on the CPU the converter's
-#: measured ``rows_per_run`` when that is smaller; the CPU runs at most ``threads`` runs at
-#: once, CUDA one. ``bytes_per_row`` sums every intermediate, an upper bound. On the CPU the
-#: compact traversal ran as fast in 64 MiB runs as in 16 MiB ones, and a 1000-tree depth-8
-#: forest needs the 64 to reach its fastest run size (256 rows, not 103; NOTES.md, issue 16).
-TENSOR_RUN_BYTES = {"cpu": 64 * 2**20, "cuda": 256 * 2**20}
-_pool_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-
-
-def _thread_pool() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="m7_runtime")
-        return _pool
 
 
 class Model:
@@ -131,22 +110,8 @@ class Model:
         return self._state.batch_sessions(n_rows).placement.flavor
 
     def rows_per_run(self, provider: str) -> int:
-        """Rows in one tensor-graph run on ``provider`` ("cpu" or "cuda").
-
-        The memory bound (TENSOR_RUN_BYTES / the graph's ``bytes_per_row``), and on the CPU
-        at most the converter's ``rows_per_run`` for that graph when it recorded one (the
-        fastest run size it measured, ``m7_convert.tune``).
-        """
-        state = self._state
-        if provider == "cuda":
-            entry = state.manifest.flavors.get("tensor")
-        else:
-            flavor = state.bulk.placement.flavor if state.bulk is not None else state.sessions.placement.flavor
-            entry = state.manifest.flavors.get(flavor if flavor in TENSOR_FLAVORS else "tensor")
-        if entry is None or not entry.bytes_per_row:
-            return CHUNK_ROWS
-        rows = max(1, TENSOR_RUN_BYTES[provider] // entry.bytes_per_row)
-        return min(rows, entry.rows_per_run) if provider == "cpu" and entry.rows_per_run else rows
+        """Rows in one tensor-graph run on ``provider`` ("cpu" or "cuda"): :func:`m7_runtime.batches.rows_per_run`."""
+        return rows_per_run(self._state, provider)
 
     # ---- batch -------------------------------------------------------------------
     def predict(self, X: Any) -> np.ndarray:
@@ -200,36 +165,7 @@ class Model:
             self.observers.deliver(x, y)
 
     def _run_batch(self, state: State, x: np.ndarray) -> np.ndarray:
-        n = len(x)
-        if n == 0:
-            k = state.manifest.n_outputs
-            return np.empty((0, k) if k > 1 else (0,), dtype=np.float32)
-        sessions = state.batch_sessions(n)
-        if sessions.placement.flavor in TENSOR_FLAVORS:
-            return self._run_bounded(state, sessions, x)
-        sess = sessions.get()
-        tasks = min(self.threads, -(-n // CHUNK_ROWS))
-        if tasks <= 1 or sessions.placement.provider == "cuda":
-            return run(state, sess, x)
-        bounds = np.linspace(0, n, tasks + 1).astype(int)
-        parts = _thread_pool().map(lambda ab: run(state, sess, x[ab[0] : ab[1]]), itertools.pairwise(bounds))
-        return np.concatenate(list(parts))
-
-    def _run_bounded(self, state: State, sessions: Sessions, x: np.ndarray) -> np.ndarray:
-        """Tensor flavor: runs of at most rows_per_run rows, so intermediates stay within TENSOR_RUN_BYTES per run.
-
-        On the CPU up to ``threads`` runs are in flight (each thread takes every threads-th
-        run, in order); on CUDA one at a time.
-        """
-        sess = sessions.get()
-        provider = sessions.placement.provider
-        n, rows = len(x), self.rows_per_run(provider)
-        runs = [(a, min(a + rows, n)) for a in range(0, n, rows)]
-        lanes = 1 if provider == "cuda" else min(self.threads, len(runs))
-        if lanes == 1:
-            return np.concatenate([run(state, sess, x[a:b]) for a, b in runs])
-        parts = list(_thread_pool().map(lambda i: [run(state, sess, x[a:b]) for a, b in runs[i::lanes]], range(lanes)))
-        return np.concatenate([parts[j % lanes][j // lanes] for j in range(len(runs))])
+        return run_batch(state, x, self.threads)
 
     # ---- single row --------------------------------------------------------------
     def predict_one(self, features: Mapping[str, Any]) -> float | np.ndarray:

@@ -41,7 +41,7 @@ from m7_convert.objectives import objective
 from m7_convert.spec import resolve
 from m7_convert.tune import CPU_MIN_ROWS
 from m7_convert.verify import probes, xgboost_predict
-from m7_runtime import model as runtime_model
+from m7_runtime import batches as runtime_batches
 from m7_runtime import providers
 from zoo import CASES
 
@@ -432,14 +432,14 @@ def test_tensor_runs_are_memory_bounded_and_chunking_changes_nothing(spend_dir, 
     X[::3, 0] = np.nan
     whole = _run(data, X)  # one session run over every row
     budget = 100 * per_row + 7  # 100 rows per run
-    monkeypatch.setitem(runtime_model.TENSOR_RUN_BYTES, "cpu", budget)
+    monkeypatch.setitem(runtime_batches.TENSOR_RUN_BYTES, "cpu", budget)
     for threads in (1, 2, 3):
         model = m7_runtime.load(manifest, provider="cpu", flavor="tensor", threads=threads)
         rows = model.rows_per_run("cpu")
         assert rows == 100 and rows * per_row <= budget < (rows + 1) * per_row
         np.testing.assert_array_equal(model.predict(X), whole)
     assert m7_runtime.load(manifest, provider="cpu", flavor="tensor").rows_per_run("cuda") == max(
-        1, runtime_model.TENSOR_RUN_BYTES["cuda"] // per_row
+        1, runtime_batches.TENSOR_RUN_BYTES["cuda"] // per_row
     )
 
 

@@ -333,7 +333,7 @@ def test_cpu_batches_use_the_cpu_graph_with_its_run_size(spend_rule: Path):
     assert model.rows_per_run("cpu") == entry.rows_per_run == tune.RULE_RUN_ROWS
     assert (
         model.rows_per_run("cuda")
-        == m7_runtime.model.TENSOR_RUN_BYTES["cuda"] // model.manifest.flavors["tensor"].bytes_per_row
+        == m7_runtime.batches.TENSOR_RUN_BYTES["cuda"] // model.manifest.flavors["tensor"].bytes_per_row
     )
     X = np.random.default_rng(1).normal(50, 30, size=(5000, len(model.feature_names))).astype(np.float32)
     X[::4, 3] = np.nan

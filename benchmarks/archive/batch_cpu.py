@@ -167,7 +167,7 @@ def exp_row_order(cfg: argparse.Namespace) -> dict[str, Any]:
 def exp_tensor_runs(cfg: argparse.Namespace) -> dict[str, Any]:
     """The tensor flavor's run size (TENSOR_RUN_BYTES) and how runs are spread over threads."""
     import m7_runtime
-    from m7_runtime import model as model_module
+    from m7_runtime import batches as model_module
 
     name = common.HEADLINE
     threads = common.cpu_threads()

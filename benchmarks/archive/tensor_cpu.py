@@ -67,7 +67,7 @@ def _pass(sess: ort.InferenceSession, X: np.ndarray, rows: int) -> float:
 
 
 def _runtime_rows(flavor: str, per_row: int | None) -> int:
-    from m7_runtime.model import CHUNK_ROWS, TENSOR_RUN_BYTES
+    from m7_runtime.batches import CHUNK_ROWS, TENSOR_RUN_BYTES
 
     return CHUNK_ROWS if per_row is None else max(1, TENSOR_RUN_BYTES["cpu"] // per_row)
 

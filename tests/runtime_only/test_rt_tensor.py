@@ -13,7 +13,7 @@ import pytest
 import runtime_support as rs
 
 import m7_runtime
-from m7_runtime import model as runtime_model
+from m7_runtime import batches as runtime_batches
 
 NAMES = sorted(p.name.removesuffix(".manifest.json") for p in rs.ONNX.glob("*.manifest.json"))
 
@@ -34,7 +34,7 @@ def test_tensor_flavor_matches_the_pickle_and_the_tree_flavor(name: str, recorde
     assert bad.size == 0, [(int(i), got[i], y[i]) for i in bad[:5]]
     np.testing.assert_array_equal(got, tree.predict(X))
     per_row = tensor.manifest.flavors["tensor"].bytes_per_row
-    monkeypatch.setitem(runtime_model.TENSOR_RUN_BYTES, "cpu", 17 * per_row)  # 17 rows per run
+    monkeypatch.setitem(runtime_batches.TENSOR_RUN_BYTES, "cpu", 17 * per_row)  # 17 rows per run
     assert tensor.rows_per_run("cpu") == 17
     np.testing.assert_array_equal(tensor.predict(X), got)
 
@@ -62,6 +62,6 @@ def test_cpu_graph_matches_the_pickle_and_the_tree_flavor(name: str, recorded, m
     assert auto.flavor_for(len(big)) == "tensor_cpu"
     np.testing.assert_array_equal(auto.predict(big), tree.predict(big))
     per_row = cpu.manifest.flavors["tensor_cpu"].bytes_per_row
-    monkeypatch.setitem(runtime_model.TENSOR_RUN_BYTES, "cpu", 17 * per_row)  # 17 rows per run
+    monkeypatch.setitem(runtime_batches.TENSOR_RUN_BYTES, "cpu", 17 * per_row)  # 17 rows per run
     assert cpu.rows_per_run("cpu") == 17
     np.testing.assert_array_equal(cpu.predict(X), got)
