@@ -243,7 +243,7 @@ def convert(
         converter=library_versions(),
         reference=profile,
     )
-    contract = draft.contract()
+    contract = draft.contract_text
     models = {flavor: stamp_contract(m, contract) for flavor, m in models.items()}
     blobs = {flavor: m.SerializeToString() for flavor, m in models.items()}
     reports = {}
@@ -269,7 +269,7 @@ def convert(
             passed=True,
         ),
     )
-    if manifest.contract() != contract:  # the stamp and the manifest come from one Manifest: never differ
+    if manifest.contract_text != contract:  # the stamp and the manifest come from one Manifest: never differ
         raise AssertionError("the manifest's contract changed after stamping")
     paths = write_artifacts(out_dir, blobs, manifest)
     return Conversion(name, paths, manifest, reports, skipped, origin, profile_note, plan)

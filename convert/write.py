@@ -14,13 +14,12 @@ import tempfile
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
 
 from m7_runtime import __version__
-from m7_runtime.artifact import CONTRACT_KEY, FLAVOR_SUFFIX, MANIFEST_SUFFIX, Manifest, contract_json
+from m7_runtime.artifact import CONTRACT_KEY, FLAVOR_SUFFIX, MANIFEST_SUFFIX, Manifest
 from m7_runtime.manifest_parts import FlavorEntry, SourceInfo
 
 from .errors import ConvertError
@@ -100,16 +99,17 @@ def flavor_entries(
     }
 
 
-def stamp_contract(model: onnx.ModelProto, contract: dict[str, Any]) -> onnx.ModelProto:
-    """Write the artifact's contract (:meth:`m7_runtime.artifact.Manifest.contract`) into the ONNX metadata.
+def stamp_contract(model: onnx.ModelProto, contract_text: str) -> onnx.ModelProto:
+    """Write the artifact's contract (:attr:`m7_runtime.artifact.Manifest.contract_text`) into the ONNX metadata.
 
     The manifest's sha256 then covers it, and the runtime refuses a manifest that disagrees
-    with the ONNX it names (features reordered, policy or task edited, files swapped).
+    with the ONNX it names (features reordered, policy or task edited, files swapped). The
+    text is the manifest's own, so the runtime's load compares it as text, without parsing.
     """
     for entry in list(model.metadata_props):
         if entry.key == CONTRACT_KEY:
             model.metadata_props.remove(entry)
-    model.metadata_props.add(key=CONTRACT_KEY, value=contract_json(contract))
+    model.metadata_props.add(key=CONTRACT_KEY, value=contract_text)
     return model
 
 

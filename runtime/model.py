@@ -106,7 +106,7 @@ class Model:
 
     def flavor_for(self, n_rows: int) -> str:
         """The flavor a batch of ``n_rows`` runs: on the CPU, large batches use a tensor graph when faster
-        (``tensor_cpu`` when the artifact has one, else ``tensor``: :func:`bulk_flavor`)."""
+        (``tensor_cpu`` when the artifact has one, else ``tensor``: :func:`~m7_runtime.state.bulk_flavor`)."""
         return self._state.batch_sessions(n_rows).placement.flavor
 
     def rows_per_run(self, provider: str) -> int:

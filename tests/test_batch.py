@@ -307,7 +307,7 @@ def _model_dir_with(tmp_path: Path, upstream: dict[str, dict[str, str]]) -> Path
         manifest = json.loads(path.read_text())
         manifest["input_policy"]["upstream"] = ups
         path.write_text(json.dumps(manifest))
-        contract = Manifest.read(path).contract()
+        contract = Manifest.read(path).contract_text
         for entry in manifest["flavors"].values():
             artifact = folder / entry["file"]
             data = stamp_contract(onnx.load(artifact), contract).SerializeToString()
